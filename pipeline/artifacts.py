@@ -1,0 +1,195 @@
+"""The artifact cache: content-addressed keys, manifests, locks and atomic publish.
+
+Layout under the cache root:
+    <stage>/<key>/            a published artifact; complete iff manifest.json is there
+    .work/<key>/              an unfinished build; a resumed run picks up what it holds
+    .locks/<key>.lock         held (flock) by the one process building <key>
+    .trash/                   old versions being removed after a --force rebuild
+
+A key is a hash of everything that determines the output, so equal keys mean equal artifacts
+and any change of input gives a new key. Nothing under .work is ever listed or reused as done.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import PipeError
+from stages.files import atomic_write_json, file_sha256, read_json
+
+MANIFEST = "manifest.json"
+
+
+def default_root() -> Path:
+    """--cache-dir, else $PIPE_CACHE, else $XDG_CACHE_HOME/pipe or ~/.cache/pipe."""
+    if os.environ.get("PIPE_CACHE"):
+        return Path(os.environ["PIPE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "pipe"
+
+
+def make_key(stage: str, version: int, config: dict, parents: list[str], inputs: Any) -> str:
+    """Hash of the stage, its version, normalised config, parent keys and input fingerprints."""
+    body = json.dumps(
+        {
+            "stage": stage,
+            "version": version,
+            "config": config,
+            "parents": parents,
+            "inputs": inputs,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(body.encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    key: str
+    stage: str
+    path: Path
+    manifest: dict[str, Any]
+
+
+class Cache:
+    """One cache root; every method is safe to call from several processes at once."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.expanduser().resolve()
+        try:
+            for sub in (".work", ".locks", ".trash"):
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise PipeError(
+                f"cache dir {self.root}: cannot create it ({e.strerror}); "
+                f"pass --cache-dir or set PIPE_CACHE to a writable folder"
+            ) from None
+        if not os.access(self.root / ".work", os.W_OK):
+            raise PipeError(
+                f"cache dir {self.root}: not writable; pass --cache-dir or set "
+                f"PIPE_CACHE to a writable folder"
+            )
+
+    def path_of(self, stage: str, key: str) -> Path:
+        return self.root / stage / key
+
+    def get(self, stage: str, key: str) -> Artifact | None:
+        """The published artifact with this key, if complete (manifest present and readable)."""
+        path = self.path_of(stage, key)
+        manifest = read_json(path / MANIFEST)
+        if manifest is None or manifest.get("key") != key:
+            return None
+        return Artifact(key, stage, path, manifest)
+
+    def all(self) -> list[Artifact]:
+        found = []
+        for stage_dir in sorted(p for p in self.root.iterdir() if not p.name.startswith(".")):
+            for path in stage_dir.iterdir():
+                art = self.get(stage_dir.name, path.name)
+                if art:
+                    found.append(art)
+        return sorted(found, key=lambda a: a.manifest.get("created", ""))
+
+    def find(self, prefix: str) -> Artifact:
+        """The one artifact whose key starts with `prefix`, for `pipe artifacts show/path`."""
+        matches = [a for a in self.all() if a.key.startswith(prefix)]
+        if not matches:
+            raise PipeError(
+                f"no artifact with key {prefix!r} in {self.root} (see `pipe artifacts ls`)"
+            )
+        if len(matches) > 1:
+            raise PipeError(
+                f"key prefix {prefix!r} is ambiguous: {', '.join(a.key for a in matches)}"
+            )
+        return matches[0]
+
+    @contextmanager
+    def lock(self, key: str, on_wait: Callable[[str], None]) -> Iterator[None]:
+        """Exclusive right to build `key`; waits (saying who holds it) if another process does.
+
+        flock is released by the kernel when its holder dies, so a killed run never leaves a
+        stale lock behind.
+        """
+        path = self.root / ".locks" / f"{key}.lock"
+        with open(path, "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "another process"
+                on_wait(f"waiting for {holder} building {key} ...")
+                fcntl.flock(f, fcntl.LOCK_EX)
+            f.seek(0)
+            f.truncate()
+            f.write(f"pid {os.getpid()} on {os.uname().nodename}")
+            f.flush()
+            try:
+                yield
+            finally:
+                f.truncate(0)
+
+    def work_dir(self, key: str, fresh: bool) -> Path:
+        """Where `key` is built; `fresh` discards what an earlier attempt left there."""
+        work = self.root / ".work" / key
+        if fresh:
+            shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True, exist_ok=True)
+        return work
+
+    def publish(
+        self,
+        stage: str,
+        key: str,
+        work: Path,
+        *,
+        name: str,
+        config: dict,
+        parents: list[str],
+        inputs: Any,
+        stats: dict,
+    ) -> Artifact:
+        """Seal `work` with a manifest (lineage, stats, per-file sha256) and move it into place.
+
+        The rename is the commit point: before it the artifact does not exist, after it it is
+        whole. A --force rebuild moves the old version aside first, then deletes it.
+        """
+        files = {
+            str(p.relative_to(work)): {"sha256": file_sha256(p), "bytes": p.stat().st_size}
+            for p in sorted(work.rglob("*"))
+            if p.is_file() and p.name != MANIFEST
+        }
+        manifest = {
+            "key": key,
+            "stage": stage,
+            "name": name,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "parents": parents,
+            "config": config,
+            "inputs": inputs,
+            "stats": stats,
+            "files": files,
+        }
+        atomic_write_json(work / MANIFEST, manifest)
+        final = self.path_of(stage, key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            trash = self.root / ".trash" / f"{key}-{time.time_ns()}"
+            final.rename(trash)
+            work.rename(final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            work.rename(final)
+        return Artifact(key, stage, final, manifest)

@@ -1,0 +1,256 @@
+"""The `pipe` command: parse, call the runner, print. Nothing else lives here."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipeline.artifacts import Cache, default_root
+from pipeline.blend import load_blend
+from pipeline.errors import PipeError
+from pipeline.report import Reporter
+from stages.base import InputError
+
+
+def _user_errors(fn: Callable) -> Callable:
+    """Turn the errors a user can fix into one line on stderr and exit code 1, no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (PipeError, InputError) as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+        except OSError as e:
+            where = f" {e.filename}" if e.filename else ""
+            click.echo(f"error:{where}: {e.strerror or e}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def _common(fn: Callable) -> Callable:
+    """Options every stage command takes."""
+    for decorator in reversed(
+        [
+            click.option(
+                "--blend",
+                "blend_path",
+                required=True,
+                type=click.Path(path_type=Path),
+                help="Blend file (blends/*.json) naming the datasets and tokenizer.",
+            ),
+            click.option(
+                "--limit",
+                type=click.IntRange(min=1),
+                default=None,
+                help="At most N documents per dataset (for quick runs and tests).",
+            ),
+            click.option(
+                "--force", is_flag=True, help="Redo this stage even if its artifact is cached."
+            ),
+            click.option(
+                "--cache-dir",
+                type=click.Path(path_type=Path),
+                default=None,
+                envvar="PIPE_CACHE",
+                show_envvar=True,
+                help="Artifact cache root [default: ~/.cache/pipe].",
+            ),
+            click.option(
+                "--json",
+                "as_json",
+                is_flag=True,
+                help="Print one JSON object (artifact, path, reused, ...) as the last line.",
+            ),
+            click.option("--quiet", is_flag=True, help="No progress bars or tables."),
+        ]
+    ):
+        fn = decorator(fn)
+    return fn
+
+
+def _emit(payload: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(payload))
+    else:
+        state = "reused from cache" if payload["reused"] else "built"
+        click.echo(f"{payload['stage']} {payload['artifact']} ({state}): {payload['path']}")
+
+
+def _runner(blend_path: Path, cache_dir: Path | None, quiet: bool, **opts: Any) -> Any:
+    from pipeline.runner import Options, Runner  # the heavy imports wait until a command runs
+
+    blend = load_blend(blend_path)
+    cache = Cache(cache_dir or default_root())
+    return Runner(blend, Options(cache=cache, reporter=Reporter(quiet=quiet), **opts))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pipe")
+def main() -> None:
+    """pipe: prepare pretraining data for Megatron.
+
+    download -> (curate) -> tokenize -> train, each stage a cached artifact keyed by what
+    produced it. Start with `pipe tokenize --blend blends/small.json --limit 1000`.
+    """
+
+
+@main.command()
+@_common
+@_user_errors
+def download(
+    blend_path: Path,
+    limit: int | None,
+    force: bool,
+    cache_dir: Path | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Fetch each dataset of the blend into Parquet shards (id, text, source columns)."""
+    runner = _runner(blend_path, cache_dir, quiet, limit=limit)
+    outcomes = runner.download(force=force)
+    for o in outcomes[:-1] if as_json else outcomes:
+        _emit(o.as_json(), False)
+    if as_json:
+        last = outcomes[-1].as_json() | {
+            "datasets": [o.as_json() for o in outcomes],
+            "reused": all(o.reused for o in outcomes),
+        }
+        _emit(last, True)
+
+
+@main.command()
+@_common
+@click.option(
+    "--tokenizer", default=None, help="Hub id or local folder; overrides the blend's 'tokenizer'."
+)
+@click.option(
+    "--ray-address",
+    envvar="RAY_ADDRESS",
+    show_envvar=True,
+    default=None,
+    help="Run on this existing Ray cluster instead of starting a local one.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPUs of the local Ray cluster [default: all cores].",
+)
+@_user_errors
+def tokenize(
+    blend_path: Path,
+    limit: int | None,
+    force: bool,
+    cache_dir: Path | None,
+    as_json: bool,
+    quiet: bool,
+    tokenizer: str | None,
+    ray_address: str | None,
+    workers: int | None,
+) -> None:
+    """Tokenize the blend into Megatron bin/idx (train/valid/test) and write blend.json.
+
+    Uses the download artifacts (making them first if missing). Documents get the tokenizer's
+    EOS as end-of-document; each goes to train, valid or test by a hash of its id.
+    """
+    runner = _runner(
+        blend_path,
+        cache_dir,
+        quiet,
+        limit=limit,
+        tokenizer=tokenizer,
+        ray_address=ray_address,
+        workers=workers,
+    )
+    outcome = runner.tokenize(force=force)
+    payload = outcome.as_json() | {"blend_json": str(outcome.artifact.path / "blend.json")}
+    _emit(payload, as_json)
+    if not as_json:
+        click.echo(f"blend.json: {payload['blend_json']}")
+
+
+@main.group()
+def artifacts() -> None:
+    """Inspect the artifact cache."""
+
+
+def _cache_option(fn: Callable) -> Callable:
+    return click.option(
+        "--cache-dir",
+        type=click.Path(path_type=Path),
+        default=None,
+        envvar="PIPE_CACHE",
+        help="Artifact cache root.",
+    )(fn)
+
+
+@artifacts.command("ls")
+@_cache_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per artifact.")
+@_user_errors
+def artifacts_ls(cache_dir: Path | None, as_json: bool) -> None:
+    """List published artifacts, oldest first."""
+    from rich.console import Console
+    from rich.table import Table
+
+    found = Cache(cache_dir or default_root()).all()
+    if as_json:
+        for a in found:
+            click.echo(
+                json.dumps(
+                    {
+                        "artifact": a.key,
+                        "stage": a.stage,
+                        "name": a.manifest.get("name"),
+                        "path": str(a.path),
+                        "parents": a.manifest.get("parents", []),
+                        "created": a.manifest.get("created"),
+                    }
+                )
+            )
+        return
+    table = Table()
+    for col in ("key", "stage", "name", "created", "MB", "parents"):
+        table.add_column(col)
+    for a in found:
+        size = sum(f["bytes"] for f in a.manifest.get("files", {}).values()) / 1e6
+        table.add_row(
+            a.key,
+            a.stage,
+            str(a.manifest.get("name")),
+            a.manifest.get("created", ""),
+            f"{size:,.1f}",
+            " ".join(p[:8] for p in a.manifest.get("parents", [])),
+        )
+    Console().print(table)
+
+
+@artifacts.command("show")
+@click.argument("key")
+@_cache_option
+@_user_errors
+def artifacts_show(key: str, cache_dir: Path | None) -> None:
+    """Print an artifact's manifest (lineage, config, stats, file checksums)."""
+    click.echo(json.dumps(Cache(cache_dir or default_root()).find(key).manifest, indent=2))
+
+
+@artifacts.command("path")
+@click.argument("key")
+@_cache_option
+@_user_errors
+def artifacts_path(key: str, cache_dir: Path | None) -> None:
+    """Print an artifact's folder (a key prefix is enough)."""
+    click.echo(str(Cache(cache_dir or default_root()).find(key).path))
+
+
+if __name__ == "__main__":
+    main()
