@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipeError
+from stages.curate_config import CurateConfigError
+from stages.curate_config import normalize as normalize_curate
 
 FORMATS = ("jsonl", "parquet", "txt")
 BLEND_KEYS = {"name", "tokenizer", "split", "datasets", "description"}
@@ -162,9 +164,7 @@ def _parse_dataset(raw: Any, i: int, blend_path: Path) -> DatasetSpec:
             raise PipeError(f"{where}.format applies to 'files' sources only; remove it")
     else:
         files, fmt = _parse_files(raw["files"], raw.get("format"), where, blend_path)
-    curate = raw.get("curate")
-    if curate is not None and not isinstance(curate, dict):
-        raise PipeError(f"{where}.curate must be an object of curation settings")
+    curate = _parse_curate(raw.get("curate"), where)
     return DatasetSpec(
         name=name,
         weight=float(weight),
@@ -175,6 +175,20 @@ def _parse_dataset(raw: Any, i: int, blend_path: Path) -> DatasetSpec:
         format=fmt,
         curate=curate,
     )
+
+
+def _parse_curate(raw: Any, where: str) -> dict[str, Any] | None:
+    """Full curation settings (defaults filled in), or None when the dataset is not curated."""
+    if raw is None or raw is False:
+        return None
+    try:
+        return normalize_curate(raw)
+    except CurateConfigError as e:
+        key = f".curate.{e.key}" if e.key else ".curate"
+        raise PipeError(
+            f'{where}{key}: {e} (e.g. "curate": {{"filters": {{"word_count": {{"min": 50}}}}, '
+            f'"exact_dedup": true, "fuzzy_dedup": {{"threshold": 0.8}}}})'
+        ) from None
 
 
 def _parse_hf(raw: Any, where: str, blend_path: Path) -> HFSource:

@@ -130,6 +130,43 @@ def download(
 @main.command()
 @_common
 @click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPUs of the local Ray cluster [default: all cores].",
+)
+@_user_errors
+def curate(
+    blend_path: Path,
+    limit: int | None,
+    force: bool,
+    cache_dir: Path | None,
+    as_json: bool,
+    quiet: bool,
+    workers: int | None,
+) -> None:
+    """Filter and deduplicate the datasets whose blend entry has a "curate" key.
+
+    Runs NeMo Curator heuristic filters (ScoreFilter), exact and MinHash-LSH fuzzy dedup on
+    CPU over the download shards, and prints what each step removed. `pipe tokenize` then
+    reads the curated shards for those datasets.
+    """
+    runner = _runner(blend_path, cache_dir, quiet, limit=limit, workers=workers)
+    outcomes = runner.curate(force=force)
+    for o in outcomes[:-1] if as_json else outcomes:
+        _emit(o.as_json(), False)
+    if as_json:
+        datasets = [o.as_json() | {"stats": o.artifact.manifest["stats"]} for o in outcomes]
+        last = datasets[-1] | {
+            "datasets": datasets,
+            "reused": all(o.reused for o in outcomes),
+        }
+        _emit(last, True)
+
+
+@main.command()
+@_common
+@click.option(
     "--tokenizer", default=None, help="Hub id or local folder; overrides the blend's 'tokenizer'."
 )
 @click.option(

@@ -29,7 +29,7 @@ from stages import download as dl
 from stages import tokenize as tk
 from stages.base import InputError
 
-VERSIONS = {"download": 1, "tokenize": 1, "blend": 1}
+VERSIONS = {"download": 1, "curate": 1, "tokenize": 1, "blend": 1}
 
 
 @dataclass
@@ -185,11 +185,81 @@ class Runner:
             "download", ("dataset", "status", "docs", "chars", "skipped", "shards", "seconds")
         )
 
+    # ---- curate ---------------------------------------------------------------------------
+    def curate(self, force: bool = False) -> list[Outcome]:
+        """One curate artifact per dataset whose blend entry asks for curation."""
+        wanted = [ds for ds in self.blend.datasets if ds.curate is not None]
+        if not wanted:
+            raise PipeError(
+                f"{self.blend.path}: no dataset has a 'curate' key; add \"curate\": {{}} to a "
+                f"dataset for the default filters and dedup"
+            )
+        outcomes = [self._curate(ds, force) for ds in wanted]
+        self._summarise_curation(outcomes)
+        return outcomes
+
+    def _source(self, ds: DatasetSpec) -> Outcome:
+        """What tokenize reads for `ds`: its curated artifact if the blend curates it."""
+        return self._curate(ds, False) if ds.curate is not None else self._download(ds, False)
+
+    def _curate(self, ds: DatasetSpec, force: bool) -> Outcome:
+        parent = self._download(ds, False).artifact
+        config = {"dataset": ds.name, "curate": ds.curate}
+        key = make_key("curate", VERSIONS["curate"], config, [parent.key], {})
+        if not force and (art := self.cache.get("curate", key)):
+            return Outcome(art, True)
+        with self.cache.lock(key, self.say):
+            if not force and (art := self.cache.get("curate", key)):
+                return Outcome(art, True)
+            clock = Stopwatch()
+            work = self.cache.work_dir(key, fresh=True)  # a partial curate is redone whole
+            files = sorted(parent.path.glob("*.parquet"))
+            _quiet_curator_logs()
+            # Curator's executor joins this cluster and shuts it down when it is done.
+            with ray_cluster(self.opts.ray_address, self.opts.workers):
+                from stages import curate as cu  # imports Ray: only after ray_cluster's env
+
+                self.say(f"curate {ds.name}: {parent.manifest['stats']['docs']:,} documents")
+                stats = cu.curate(files, work, ds.name, ds.curate, progress=self._bars())
+            if stats["docs"] == 0:
+                raise PipeError(
+                    f"dataset {ds.name!r}: curation removed every document; loosen its "
+                    f"'curate' filters in {self.blend.path}"
+                )
+            stats["seconds"] = round(clock.seconds, 3)
+            art = self.cache.publish(
+                "curate",
+                key,
+                work,
+                name=ds.name,
+                config=config,
+                parents=[parent.key],
+                inputs={},
+                stats=stats,
+            )
+            return Outcome(art, False, clock.seconds)
+
+    def _bars(self) -> bool:
+        rep = self.opts.reporter
+        return not rep.quiet and rep.console.is_terminal
+
+    def _summarise_curation(self, outcomes: list[Outcome]) -> None:
+        rep = self.opts.reporter
+        for o in outcomes:
+            s, name = o.artifact.manifest["stats"], o.artifact.manifest["name"]
+            status = "reused" if o.reused else "built"
+            rep.add_row(name, "input", status, s["docs_in"], s["chars_in"], "", "")
+            for step in s["removed"]:
+                docs_pct = f"{100 * step['docs'] / max(1, s['docs_in']):.1f}%"
+                rep.add_row(name, step["step"], status, -step["docs"], -step["chars"], docs_pct, "")
+            rep.add_row(name, "kept", status, s["docs"], s["chars"], "", s.get("seconds", 0.0))
+        rep.summary("curate", ("dataset", "step", "status", "docs", "chars", "docs %", "seconds"))
+
     # ---- tokenize -------------------------------------------------------------------------
     def tokenize(self, force: bool = False) -> Outcome:
         """Tokenize every dataset (reusing what is cached) and write the blend.json artifact."""
         clock = Stopwatch()
-        sources = [self._download(ds, False) for ds in self.blend.datasets]
+        sources = [self._source(ds) for ds in self.blend.datasets]
         spec = self.opts.tokenizer or self.blend.tokenizer
         try:
             where, tok_sha = resolve_tokenizer(spec, self.memo)
@@ -383,3 +453,14 @@ class Runner:
         rep.summary(
             "tokenize", ("dataset", "split", "status", "docs", "tokens", "chunks", "seconds")
         )
+
+def _quiet_curator_logs() -> None:
+    """NeMo Curator logs every stage at INFO; keep only warnings (call before importing it).
+
+    Its loguru setup (cosmos-xenna's) reads PYTHON_LOG when imported, here and in Ray workers.
+    """
+    import logging
+    import os
+
+    os.environ.setdefault("PYTHON_LOG", "warning")
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
