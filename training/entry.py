@@ -1,0 +1,280 @@
+"""What torchrun runs on every rank: plan.json -> Megatron-Bridge ConfigContainer -> pretrain.
+
+Usage (pipe train builds this command): torchrun ... -m training.entry <run_dir>/plan.json
+
+The config starts from Bridge's `vanilla_gpt_pretrain_config` (it needs no hub), takes the
+preset's Llama shape, the layout, precision, data and tokenizer from the plan, then the user's
+dotlist overrides last. Megatron-Bridge is imported here and nowhere else in pipe.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from training import record
+from training.compat import allow_bridge_without_te, use_prebuilt_dataset_helpers
+from training.data import SPLITS, blend_per_split, load_blend_json
+from training.plan import CHECKPOINTS, TrainPlan, read_plan
+
+TENSORBOARD = "tensorboard"
+
+
+def _activation(name: str) -> Any:
+    import torch.nn.functional as F
+
+    return {"silu": F.silu, "gelu": F.gelu}[name]
+
+
+def _bridge_blend_per_split(blend_json: str) -> list:
+    """Bridge's own reader when every split has data; ours (same parser, empty -> None) if not.
+
+    Bridge's `get_blend_and_blend_per_split` fails on an empty split list, which blend.json has
+    when a blend asks for no test (or valid) data. Both go through megatron-core's
+    `get_blend_from_list`; when Bridge's reader can be used, the two must agree.
+    """
+    from megatron.bridge.data.loaders import get_blend_and_blend_per_split
+
+    ours = blend_per_split(blend_json)
+    lists = load_blend_json(blend_json)
+    if all(lists[s] for s in SPLITS):
+        blend, theirs = get_blend_and_blend_per_split(per_split_data_args_path=blend_json)
+        if blend is not None or [tuple(b) for b in theirs] != [tuple(b) for b in ours]:
+            raise RuntimeError(f"Bridge read {blend_json} as {blend}/{theirs}, pipe as {ours}")
+        return theirs
+    return ours
+
+
+def build_config(plan: TrainPlan) -> Any:
+    """The Megatron-Bridge ConfigContainer for a plan."""
+    from megatron.bridge.models.gpt_provider import local_layer_spec
+    from megatron.bridge.recipes.gpt.vanilla_gpt import vanilla_gpt_pretrain_config
+    from megatron.bridge.training.config import TokenizerConfig
+    from megatron.bridge.training.utils.omegaconf_utils import process_config_with_overrides
+
+    cfg = vanilla_gpt_pretrain_config()
+    preset = plan.preset
+    run_dir = Path(plan.run_dir)
+
+    model = cfg.model
+    for key, value in _provider_fields(preset).items():
+        setattr(model, key, _activation(value) if key == "activation_func" else value)
+    model.tensor_model_parallel_size = plan.tp
+    model.pipeline_model_parallel_size = plan.pp
+    # Sequence parallel needs TE's norms: Megatron's torch norm asserts it is off.
+    model.sequence_parallel = plan.tp > 1 and plan.transformer_engine
+    model.seq_length = plan.seq_length
+    model.vocab_size = None  # from the tokenizer, padded for TP by Bridge
+    if not plan.transformer_engine:
+        # Megatron's local (non-TE) modules; the default spec always picks TE layers.
+        model.transformer_layer_spec = local_layer_spec
+        model.transformer_impl = "local"
+    # The fused masked softmax is an apex/Megatron CUDA extension; without it, plain softmax.
+    model.masked_softmax_fusion = importlib.util.find_spec("scaled_masked_softmax_cuda") is not None
+
+    cfg.train.train_iters = plan.train_iters
+    cfg.train.global_batch_size = plan.global_batch_size
+    cfg.train.micro_batch_size = plan.micro_batch_size
+    interval = max(1, min(1000, plan.train_iters // 2))
+    cfg.validation.eval_interval = interval
+    cfg.validation.eval_iters = 10
+
+    cfg.optimizer.lr = preset["lr"]
+    cfg.optimizer.min_lr = preset["min_lr"]
+    cfg.scheduler.lr_warmup_iters = max(1, round(preset["warmup_fraction"] * plan.train_iters))
+    cfg.scheduler.lr_decay_iters = plan.train_iters
+    if not plan.transformer_engine and importlib.util.find_spec("apex") is None:
+        # Without TE or apex the optimizer falls back to torch AdamW, whose state the
+        # distributed optimizer cannot reload (megatron-core asserts on resume). Bridge turns
+        # it on if either flag is set, so both go off.
+        cfg.optimizer.use_distributed_optimizer = False
+        cfg.ddp.use_distributed_optimizer = False
+
+    cfg.dataset.seq_length = plan.seq_length
+    # Megatron caches sample indices beside the data by default: that would write into the
+    # (published, shared) tokenize artifact. The run owns its own cache.
+    cfg.dataset.path_to_cache = str(run_dir / "dataset_cache")
+    cfg.dataset.blend = None
+    cfg.dataset.blend_per_split = None if plan.mock else _bridge_blend_per_split(plan.blend_json)
+    cfg.dataset.split = "9999,8,2" if plan.mock else None
+
+    if plan.mock:
+        cfg.tokenizer = TokenizerConfig(tokenizer_type="NullTokenizer", vocab_size=plan.vocab_size)
+    else:
+        cfg.tokenizer = TokenizerConfig(
+            tokenizer_type="HuggingFaceTokenizer", tokenizer_model=plan.tokenizer
+        )
+
+    cfg.logger.log_interval = 1
+    cfg.logger.log_throughput = True
+    cfg.logger.tensorboard_dir = str(run_dir / TENSORBOARD)
+
+    cfg.checkpoint.save = str(run_dir / CHECKPOINTS)
+    cfg.checkpoint.load = str(run_dir / CHECKPOINTS)  # no tracker file yet: starts fresh
+    cfg.checkpoint.save_interval = interval
+    cfg.checkpoint.ckpt_format = "torch_dist"
+    cfg.checkpoint.async_save = False
+
+    cfg.mixed_precision = plan.mixed_precision
+
+    cfg = process_config_with_overrides(cfg, cli_overrides=list(plan.overrides))
+    if not plan.mock and cfg.dataset.blend is None and cfg.dataset.blend_per_split is None:
+        # megatron-core would silently train on mock data.
+        raise RuntimeError("no blend reached the dataset config; refusing to train on mock data")
+    return cfg
+
+
+def _provider_fields(preset: dict) -> dict[str, Any]:
+    from training.presets import ModelPreset
+
+    return ModelPreset(**preset).provider_fields()
+
+
+class RunRecorder:
+    """Bridge callback: one JSON line per train step and eval, and each rank's peak memory.
+
+    The last rank writes the lines: it sits on the last pipeline stage, where the loss is.
+    """
+
+    def __init__(self, plan: TrainPlan) -> None:
+        self.plan = plan
+        self.folder = Path(plan.run_dir) / record.RECORD_DIR
+        self.rank = 0
+        self.writer = False
+        self.launch = 0
+        self.t0 = 0.0
+
+    def on_train_start(self, ctx: Any) -> None:
+        import torch
+        from megatron.bridge.training.utils.flop_utils import num_floating_point_operations
+
+        self.rank = torch.distributed.get_rank()
+        world = torch.distributed.get_world_size()
+        self.writer = self.rank == world - 1
+        cfg = ctx.state.cfg
+        gbs = cfg.train.global_batch_size
+        if self.writer:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.launch = len(record.read_lines(self.folder / record.META))
+            record.append_line(
+                self.folder / record.META,
+                {
+                    "launch": self.launch,
+                    "start_iteration": ctx.state.train_state.step,
+                    "world_size": world,
+                    "tp": cfg.model.tensor_model_parallel_size,
+                    "pp": cfg.model.pipeline_model_parallel_size,
+                    "global_batch_size": gbs,
+                    "seq_length": cfg.model.seq_length,
+                    "tokens_per_iteration": gbs * cfg.model.seq_length,
+                    "flops_per_iteration": _flops(num_floating_point_operations, cfg, gbs),
+                    "vocab_size": cfg.model.vocab_size,
+                    "gpu": torch.cuda.get_device_name(),
+                    "torch": torch.__version__,
+                    "time": time.time(),
+                },
+            )
+
+    def on_train_step_start(self, ctx: Any) -> None:
+        self.t0 = time.perf_counter()
+
+    def on_train_step_end(self, ctx: Any) -> None:
+        import torch
+
+        torch.cuda.synchronize()
+        seconds = time.perf_counter() - self.t0
+        self._write_memory()
+        if not self.writer:
+            return
+        loss = (ctx.loss_dict or {}).get("lm loss")
+        try:
+            lr = ctx.optimizer.param_groups[0]["lr"]
+        except (AttributeError, IndexError, KeyError, TypeError):
+            lr = None
+        record.append_line(
+            self.folder / record.STEPS,
+            {
+                "iteration": ctx.state.train_state.step + 1,  # Bridge counts up after this event
+                "launch": self.launch,
+                "seconds": seconds,
+                "loss": None if loss is None else float(loss),
+                "lr": lr,
+                "grad_norm": None if ctx.grad_norm is None else float(ctx.grad_norm),
+                "skipped": bool(ctx.skipped_iter),
+            },
+        )
+
+    def on_eval_end(self, ctx: Any) -> None:
+        loss = (ctx.total_loss_dict or {}).get("lm loss")
+        if self.writer and loss is not None:
+            record.append_line(
+                self.folder / record.VALID,
+                {"iteration": ctx.state.train_state.step, "loss": float(loss)},
+            )
+
+    def on_train_end(self, ctx: Any) -> None:
+        self._write_memory()
+
+    def _write_memory(self) -> None:
+        import torch
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        record.write_json(
+            self.folder / f"memory-rank{self.rank}.json",
+            {
+                "rank": self.rank,
+                "max_allocated_bytes": torch.cuda.max_memory_allocated(),
+                "max_reserved_bytes": torch.cuda.max_memory_reserved(),
+            },
+        )
+
+
+def _flops(count: Any, cfg: Any, batch: int) -> float | None:
+    """Model FLOPs per iteration by Bridge's own formula; None (not a crash) if it cannot."""
+    try:
+        return float(count(cfg, batch))
+    except Exception as exc:  # a record must never stop a training run
+        print(f"pipe: cannot count FLOPs ({type(exc).__name__}: {exc})", flush=True)
+        return None
+
+
+def _callbacks(plan: TrainPlan) -> Any:
+    from megatron.bridge.training.callbacks import CallbackManager
+
+    recorder = RunRecorder(plan)
+    manager = CallbackManager()
+    for event in (
+        "on_train_start",
+        "on_train_step_start",
+        "on_train_step_end",
+        "on_eval_end",
+        "on_train_end",
+    ):
+        manager.register(event, getattr(recorder, event))
+    return manager
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 1:
+        raise SystemExit("usage: torchrun ... -m training.entry RUN_DIR/plan.json")
+    plan = read_plan(argv[0])
+    if not plan.transformer_engine:
+        allow_bridge_without_te()
+    from megatron.bridge.training.gpt_step import forward_step
+    from megatron.bridge.training.pretrain import pretrain
+
+    use_prebuilt_dataset_helpers()
+    cfg = build_config(plan)
+    print(
+        f"pipe: plan {json.dumps({k: plan.as_dict()[k] for k in ('model', 'tp', 'pp', 'dp')})}",
+        flush=True,
+    )
+    pretrain(cfg, forward_step, callbacks=_callbacks(plan))
+
+
+if __name__ == "__main__":  # torch_dist checkpoint workers re-import this module
+    main(sys.argv[1:])
