@@ -289,5 +289,10 @@ def artifacts_path(key: str, cache_dir: Path | None) -> None:
     click.echo(str(Cache(cache_dir or default_root()).find(key).path))
 
 
+from pipeline.cli_train import train  # noqa: E402 (registered last: it imports training/)
+
+main.add_command(train)
+
+
 if __name__ == "__main__":
     main()
