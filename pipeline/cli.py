@@ -216,6 +216,57 @@ def tokenize(
 
 
 @main.group()
+def bench() -> None:
+    """Benchmarks that print a table of measured ratios."""
+
+
+@bench.command("tokenize")
+@click.option(
+    "--corpus",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="jsonl(.gz) with 'id' and 'text' [default: ../shared/corpora/gcide.jsonl.gz].",
+)
+@click.option(
+    "--tokenizer",
+    default=None,
+    help="Hub id or folder [default: ../shared/tokenizers/nemotron-nano-compat].",
+)
+@click.option(
+    "--scales",
+    default="1,4",
+    show_default=True,
+    help="Corpus repetitions to run (fresh ids each), comma-separated.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPUs for pipe's Ray cluster [default: all cores].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON too.")
+@_user_errors
+def bench_tokenize_cmd(
+    corpus: Path | None, tokenizer: str | None, scales: str, workers: int | None, as_json: bool
+) -> None:
+    """pipe tokenize vs the tokenizer's in-memory batch encode: tokens/s, ratio, peak RSS."""
+    import os
+
+    from pipeline import bench as b
+
+    corpus = corpus or b.DEFAULT_CORPUS
+    if not corpus.is_file():
+        raise PipeError(f"{corpus}: no corpus; pass --corpus")
+    rows = b.bench_tokenize(
+        corpus, tokenizer or str(b.DEFAULT_TOKENIZER), [int(x) for x in scales.split(",")], workers
+    )
+    name = "GCIDE" if corpus == b.DEFAULT_CORPUS else "corpus"
+    click.echo(b.table(rows, workers or os.cpu_count() or 1, name))
+    if as_json:
+        click.echo(json.dumps(rows))
+
+
+@main.group()
 def artifacts() -> None:
     """Inspect the artifact cache."""
 

@@ -102,8 +102,14 @@ class Reporter:
 
 class Stopwatch:
     def __init__(self) -> None:
-        self.start = time.perf_counter()
+        self.start = self.last = time.perf_counter()
 
     @property
     def seconds(self) -> float:
         return time.perf_counter() - self.start
+
+    def lap(self) -> float:
+        """Seconds since the previous lap (or the start)."""
+        now = time.perf_counter()
+        lap, self.last = now - self.last, now
+        return lap

@@ -323,21 +323,30 @@ class Runner:
             files = sorted(job.parent.path.glob("*.parquet"))
             job.chunks = tk.list_chunks(files)
             job.plan = tk.plan_splits(files, self.blend.valid, self.blend.test)
+            if tk.merge_is_done(job.work):
+                continue  # merge finished and verified before an interruption
             if (job.work / "merged.json").exists():
-                continue  # merge finished before an interruption; merge_chunks re-verifies it
+                self.say(f"tokenize {job.spec.name}: merged output is damaged; redoing it")
+                tk.discard_merge(job.work)
             job.pending = [c for c in job.chunks if not tk.chunk_is_done(job.work, c)]
             if done := len(job.chunks) - len(job.pending):
                 self.say(
                     f"tokenize {job.spec.name}: resuming, {done} of {len(job.chunks)} "
                     f"chunks already done and verified; redoing {len(job.pending)}"
                 )
-        pending = any(job.pending for job in jobs)
-        if pending:
+        timing = {}  # phases, for `pipe bench`: Ray start, tokenizing, Ray stop, merging
+        if any(job.pending for job in jobs):
+            clock = Stopwatch()
             with ray_cluster(self.opts.ray_address, self.opts.workers) as ray:
+                timing["ray_start_s"] = round(clock.lap(), 3)
                 self._run_chunks(ray, jobs, backend, info["eod_id"])
+                timing["tokenize_s"] = round(clock.lap(), 3)
+            timing["ray_stop_s"] = round(clock.lap(), 3)
         info["dtype"] = tk.token_dtype(info["vocab_size"])
         for job in jobs:
+            clock = Stopwatch()
             stats = tk.merge_chunks(job.work, job.chunks, info["dtype"])
+            stats["timing"] = timing | {"merge_s": round(clock.lap(), 3)}
             stats["seconds"] = round(job.clock.seconds, 3)
             stats["forced"] = job.plan.forced
             self._check_splits(job, stats)
