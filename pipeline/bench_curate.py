@@ -1,0 +1,61 @@
+"""Benchmark of `pipe curate`: documents per second through the whole stage on a real corpus.
+
+The download is made first and not timed; the timed part is everything `pipe curate --force`
+does for one dataset: Ray start, the Curator pipeline (filters, hashing, MinHash), the global
+dedup passes, rewriting the shards and Ray shutdown.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline.artifacts import Cache
+from pipeline.blend import load_blend
+from pipeline.report import Reporter
+
+DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "gcide.jsonl.gz"
+
+
+def bench_curate(
+    corpus_path: Path = DEFAULT_CORPUS,
+    limit: int | None = None,
+    curate: dict[str, Any] | None = None,
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """Curate `corpus_path` (jsonl with id/text) in a scratch cache; docs/s and what was removed."""
+    from pipeline.runner import Options, Runner
+
+    with tempfile.TemporaryDirectory(prefix="pipe-bench-curate-") as tmp:
+        blend_path = Path(tmp) / "blend.json"
+        dataset = {"name": "bench", "files": str(corpus_path.resolve()), "curate": curate or {}}
+        blend_path.write_text(json.dumps({"name": "bench", "datasets": [dataset]}))
+        opts = Options(
+            cache=Cache(Path(tmp) / "cache"),
+            reporter=Reporter(quiet=True),
+            limit=limit,
+            workers=workers,
+        )
+        runner = Runner(load_blend(blend_path), opts)
+        runner.download()
+        start = time.perf_counter()
+        (outcome,) = runner.curate(force=True)
+        seconds = time.perf_counter() - start
+    stats = outcome.artifact.manifest["stats"]
+    return {
+        "corpus": str(corpus_path),
+        "docs_in": stats["docs_in"],
+        "chars_in": stats["chars_in"],
+        "docs_out": stats["docs"],
+        "seconds": round(seconds, 3),
+        "docs_per_s": round(stats["docs_in"] / seconds, 1),
+        "chars_per_s": round(stats["chars_in"] / seconds),
+        "removed": stats["removed"],
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(bench_curate(), indent=2))
