@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipeError
+from stages.faults import maybe_die
 from stages.files import atomic_write_json, file_sha256, read_json
 
 MANIFEST = "manifest.json"
@@ -93,6 +94,37 @@ class Cache:
         if manifest is None or manifest.get("key") != key:
             return None
         return Artifact(key, stage, path, manifest)
+
+    def problems(self, art: Artifact, full: bool = False) -> list[str]:
+        """What no longer matches the manifest: missing files, sizes, and (`full`) sha256.
+
+        The size check is a stat per file, cheap enough for every cache hit, and catches the
+        usual damage (truncation, a deleted file); `full` re-hashes everything.
+        """
+        found = []
+        for name, want in sorted(art.manifest.get("files", {}).items()):
+            path = art.path / name
+            try:
+                size = path.stat().st_size
+            except OSError:
+                found.append(f"{name} is missing")
+                continue
+            if size != want["bytes"]:
+                found.append(f"{name} has {size} bytes, the manifest says {want['bytes']}")
+            elif full and file_sha256(path) != want["sha256"]:
+                found.append(f"{name} does not match its sha256")
+        return found
+
+    def usable(self, stage: str, key: str, say: Callable[[str], None]) -> Artifact | None:
+        """The published artifact if it is whole; a damaged one is reported and treated as
+        missing, so it is rebuilt (and replaced) instead of being handed to training."""
+        art = self.get(stage, key)
+        if art is None:
+            return None
+        if problems := self.problems(art):
+            say(f"{stage} {key}: damaged in the cache ({'; '.join(problems)}); rebuilding it")
+            return None
+        return art
 
     def all(self) -> list[Artifact]:
         found = []
@@ -166,6 +198,8 @@ class Cache:
         The rename is the commit point: before it the artifact does not exist, after it it is
         whole. A --force rebuild moves the old version aside first, then deletes it.
         """
+        for stray in work.rglob(".*.tmp-*"):  # atomic_write_text leftovers of a killed attempt
+            stray.unlink()
         files = {
             str(p.relative_to(work)): {"sha256": file_sha256(p), "bytes": p.stat().st_size}
             for p in sorted(work.rglob("*"))
@@ -183,6 +217,7 @@ class Cache:
             "files": files,
         }
         atomic_write_json(work / MANIFEST, manifest)
+        maybe_die(f"publish.{stage}")
         final = self.path_of(stage, key)
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():

@@ -340,6 +340,19 @@ def artifacts_path(key: str, cache_dir: Path | None) -> None:
     click.echo(str(Cache(cache_dir or default_root()).find(key).path))
 
 
+@artifacts.command("verify")
+@click.argument("key")
+@_cache_option
+@_user_errors
+def artifacts_verify(key: str, cache_dir: Path | None) -> None:
+    """Re-hash every file of an artifact against its manifest; exit 1 naming what differs."""
+    cache = Cache(cache_dir or default_root())
+    art = cache.find(key)
+    if problems := cache.problems(art, full=True):
+        raise PipeError(f"{art.stage} {art.key}: {'; '.join(problems)}")
+    click.echo(f"{art.stage} {art.key}: {len(art.manifest['files'])} files match their sha256")
+
+
 from pipeline.cli_train import train  # noqa: E402 (registered last: it imports training/)
 
 main.add_command(train)

@@ -28,6 +28,7 @@ from pipeline.report import Reporter, Stopwatch
 from stages import download as dl
 from stages import tokenize as tk
 from stages.base import InputError
+from stages.faults import arm, maybe_die
 
 VERSIONS = {"download": 1, "curate": 1, "tokenize": 1, "blend": 1}
 
@@ -101,7 +102,7 @@ class Runner:
             "text_field": ds.text_field,
             "id_field": ds.id_field,
             "limit": self.opts.limit,
-        }
+        } | dl.layout_overrides()
         try:
             if ds.files:
                 config |= {"files": ds.files, "format": ds.format}
@@ -120,11 +121,12 @@ class Runner:
 
     def _download(self, ds: DatasetSpec, force: bool) -> Outcome:
         key, config, inputs = self._download_plan(ds)
-        if not force and (art := self.cache.get("download", key)):
+        if not force and (art := self.cache.usable("download", key, self.say)):
             return Outcome(art, True)
         with self.cache.lock(key, self.say):
             if not force and (art := self.cache.get("download", key)):
-                return Outcome(art, True)
+                if not self.cache.problems(art):
+                    return Outcome(art, True)
             clock = Stopwatch()
             work = self.cache.work_dir(key, fresh=force)
             if ds.files:
@@ -152,8 +154,9 @@ class Runner:
                     f"download {ds.name}: resumed, {stats['reused_shards']} of "
                     f"{stats['shards']} shards already written and verified"
                 )
-            for receipt in work.glob(".part-*.done"):
-                receipt.unlink()
+            # The shard receipts stay in the artifact: a run killed while publishing then resumes
+            # with every shard verified instead of redoing them all.
+            maybe_die("download.before_publish")
             stats["seconds"] = round(clock.seconds, 3)
             art = self.cache.publish(
                 "download",
@@ -291,17 +294,19 @@ class Runner:
             if not force and (art := self._reusable_blend(blend_key, jobs)):
                 self._summarise_tokens([(j, True) for j in jobs])
                 return Outcome(art, True, clock.seconds)
-            todo = [j for j in jobs if force or not self.cache.get("tokenize", j.key)]
+            todo = [j for j in jobs if force or not self.cache.usable("tokenize", j.key, self.say)]
             info = self._build_tokens(todo, where, force) if todo else self._tokenizer_info(jobs)
             tokens = [self.cache.get("tokenize", j.key) for j in jobs]
+            maybe_die("blend.before_write")
             self._summarise_tokens([(j, j not in todo) for j in jobs])
             art = self._write_blend(blend_key, blend_config | info, jobs, tokens)
         return Outcome(art, False, clock.seconds)
 
     def _reusable_blend(self, key: str, jobs: list[_TokenJob]) -> Artifact | None:
         art = self.cache.get("blend", key)
-        if art and all(self.cache.get("tokenize", j.key) for j in jobs):
-            return art
+        if art and not self.cache.problems(art):
+            if all(self.cache.usable("tokenize", j.key, self.say) for j in jobs):
+                return art
         return None
 
     def _tokenizer_info(self, jobs: list[_TokenJob]) -> dict[str, Any]:
@@ -337,6 +342,7 @@ class Runner:
         timing = {}  # phases, for `pipe bench`: Ray start, tokenizing, Ray stop, merging
         if any(job.pending for job in jobs):
             clock = Stopwatch()
+            arm()
             with ray_cluster(self.opts.ray_address, self.opts.workers) as ray:
                 timing["ray_start_s"] = round(clock.lap(), 3)
                 self._run_chunks(ray, jobs, backend, info["eod_id"])
@@ -350,6 +356,7 @@ class Runner:
             stats["seconds"] = round(job.clock.seconds, 3)
             stats["forced"] = job.plan.forced
             self._check_splits(job, stats)
+            maybe_die("tokenize.before_publish")
             self.cache.publish(
                 "tokenize",
                 job.key,
@@ -387,6 +394,7 @@ class Runner:
             )
             try:
                 for result in results:
+                    maybe_die("tokenize.chunk_done")
                     split_stats = result["stats"].values()
                     bar.advance(
                         sum(s["docs"] for s in split_stats), sum(s["tokens"] for s in split_stats)
@@ -462,6 +470,7 @@ class Runner:
         rep.summary(
             "tokenize", ("dataset", "split", "status", "docs", "tokens", "chunks", "seconds")
         )
+
 
 def _quiet_curator_logs() -> None:
     """NeMo Curator logs every stage at INFO; keep only warnings (call before importing it).

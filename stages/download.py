@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import gzip
 import json
+import os
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from stages.base import Counts, InputError
+from stages.faults import maybe_die
 from stages.files import atomic_write_json, file_sha256, read_json
 
 SCHEMA = pa.schema(
@@ -30,9 +32,21 @@ SCHEMA = pa.schema(
         ("source_ref", pa.string()),
     ]
 )
-DOCS_PER_SHARD = 50_000
-DOCS_PER_ROW_GROUP = 1_000  # a row group is one tokenize task: small enough to spread over cores
+# Tests shrink these (env) so that a small corpus has many shards and chunks to kill and resume;
+# an override is part of the download key (see `layout_overrides`).
+DOCS_PER_SHARD = int(os.environ.get("PIPE_DOCS_PER_SHARD") or 50_000)
+# a row group is one tokenize task: small enough to spread over cores
+DOCS_PER_ROW_GROUP = int(os.environ.get("PIPE_DOCS_PER_ROW_GROUP") or 1_000)
 BYTES_PER_ROW_GROUP = 64 << 20
+
+
+def layout_overrides() -> dict[str, int]:
+    """Shard sizes set through the environment; they change the output, so they key the cache."""
+    names = {
+        "docs_per_shard": "PIPE_DOCS_PER_SHARD",
+        "docs_per_row_group": "PIPE_DOCS_PER_ROW_GROUP",
+    }
+    return {k: int(os.environ[v]) for k, v in names.items() if os.environ.get(v)}
 
 
 @dataclass(frozen=True)
@@ -173,6 +187,7 @@ def write_shards(
     for rec in records:
         if limit is not None and counts.docs >= limit:
             break
+        maybe_die("download.record")
         text = _clean_text(rec, counts)
         if text is None:
             continue
@@ -240,8 +255,11 @@ def _write_shard(out: Path, i: int, rows: list[tuple[str, str, str, str]]) -> No
                 pa.Table.from_arrays([pa.array(c, pa.string()) for c in columns], schema=SCHEMA)
             )
     digest = file_sha256(tmp)
+    maybe_die("download.shard_tmp")
     tmp.replace(path)
+    maybe_die("download.shard_written")
     atomic_write_json(_receipt(out, i), {"sha256": digest, "docs": len(rows)})
+    maybe_die("download.shard_sealed")
 
 
 def _row_groups(rows: list) -> Iterator[list]:
@@ -252,6 +270,7 @@ def _row_groups(rows: list) -> Iterator[list]:
         size += len(row[1])
         if len(group) >= DOCS_PER_ROW_GROUP or size >= BYTES_PER_ROW_GROUP:
             yield group
+            maybe_die("download.row_group")
             group, size = [], 0
     if group:
         yield group

@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from stages.base import InputError
+from stages.faults import maybe_die
 from stages.files import atomic_write_json, file_sha256, read_json
 
 SPLITS = ("train", "valid", "test")
@@ -211,12 +212,14 @@ class ChunkTokenizer:
         }
         for name, array in (("tokens", tokens), ("lengths", lengths), ("splits", codes)):
             np.save(tmp / f"{name}.npy", array)
+        maybe_die("tokenize.worker_arrays")
         digests = {p.name: file_sha256(p) for p in sorted(tmp.iterdir())}
         atomic_write_json(
             tmp / "receipt.json", {"chunk": chunk.name, "stats": stats, "sha256": digests}
         )
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
+        maybe_die("tokenize.worker_sealed")
         return {"chunk": chunk.name, "stats": stats}
 
 
@@ -224,16 +227,31 @@ def chunk_stats(work: Path, chunk: Chunk) -> dict[str, dict[str, int]]:
     return read_json(chunk_dir(work, chunk) / "receipt.json")["stats"]
 
 
+def merge_is_done(work: Path) -> bool:
+    """The merge finished (merged.json) and its bin/idx still match their checksums."""
+    return bool(read_json(work / "merged.json")) and _verified(work)
+
+
+def discard_merge(work: Path) -> None:
+    """Forget a merge whose outputs fail their checksums: it is redone from the sealed chunks
+    (tokenized again where they were already removed)."""
+    for name in ("merged.json", "receipt.json"):
+        (work / name).unlink(missing_ok=True)
+    for path in [*work.glob("*.bin"), *work.glob("*.idx"), *work.glob(".merge-*")]:
+        path.unlink()
+
+
 def merge_chunks(work: Path, chunks: list[Chunk], dtype: str) -> dict[str, dict[str, int]]:
     """Write the sealed chunks, in order, through megatron-core's IndexedDatasetBuilder into
     `work/<split>.bin/.idx`, one document at a time; then drop the chunks.
 
     Returns docs and tokens per split; a split with no documents gets no files at all, because
-    Megatron cannot open an empty dataset.
+    Megatron cannot open an empty dataset. A merge killed half-way is redone from the start
+    (the chunks are kept until merged.json is written), so its output never mixes two attempts.
     """
-    merged = read_json(work / "merged.json")
-    if merged and _verified(work):
-        return merged["stats"]
+    if merge_is_done(work):
+        shutil.rmtree(work / "chunks", ignore_errors=True)  # a kill may have cut this short
+        return read_json(work / "merged.json")["stats"]
     warnings.filterwarnings("ignore", message="Could not determine rank")
     totals = {s: {"docs": 0, "tokens": 0, "chunks": 0} for s in SPLITS}
     builder_class = _indexed_dataset().IndexedDatasetBuilder
@@ -251,16 +269,19 @@ def merge_chunks(work: Path, chunks: list[Chunk], dtype: str) -> dict[str, dict[
             starts = np.cumsum(lengths) - lengths
             for start, n in zip(starts[codes == k], lengths[codes == k], strict=True):
                 builder.add_document(tokens[start : start + n], [int(n)])
+            maybe_die("tokenize.merge_chunk")
             for key in ("docs", "tokens"):
                 totals[split][key] += chunk_stats(work, chunk)[split][key]
             totals[split]["chunks"] += 1
         builder.finalize(f"{tmp}.idx")
         for ext in ("bin", "idx"):
             Path(f"{tmp}.{ext}").replace(work / f"{split}.{ext}")
+        maybe_die("tokenize.merge_split")
     digests = {
         p.name: file_sha256(p) for p in sorted(work.glob("*.bin")) + sorted(work.glob("*.idx"))
     }
     atomic_write_json(work / "receipt.json", {"sha256": digests})
     atomic_write_json(work / "merged.json", {"stats": totals})
+    maybe_die("tokenize.merged")
     shutil.rmtree(work / "chunks", ignore_errors=True)
     return totals

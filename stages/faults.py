@@ -1,0 +1,43 @@
+"""Test-only crash points: SIGKILL the whole `pipe` run at a named place, on its n-th hit.
+
+Crash safety cannot be shown by reading code; tests set `PIPE_KILL_AT="<point>:<n>"` and the
+run dies exactly there, as it would on a power cut or OOM kill, then a second run must resume to
+the same bytes. Unset (always, outside tests), `maybe_die` is one dict lookup.
+
+The signal goes to the process group of the `pipe` process (remembered in PIPE_KILL_PGID when
+the driver first looks, and inherited by Ray workers), so a point hit inside a Ray worker takes
+the driver and its Ray daemons down with it, like a real kill of the job.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+ENV = "PIPE_KILL_AT"
+_hits: dict[str, int] = {}
+
+
+def _target() -> tuple[str, int] | None:
+    spec = os.environ.get(ENV)
+    if not spec:
+        return None
+    point, _, n = spec.rpartition(":")
+    return point, int(n)
+
+
+def maybe_die(point: str) -> None:
+    """SIGKILL this run's process group if `point` is the armed one and this is its n-th hit."""
+    target = _target()
+    if target is None or target[0] != point:
+        return
+    _hits[point] = _hits.get(point, 0) + 1
+    if _hits[point] == target[1]:
+        pgid = int(os.environ.get("PIPE_KILL_PGID") or os.getpgrp())
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def arm() -> None:
+    """Record the driver's process group so that workers started later kill the same group."""
+    if os.environ.get(ENV):
+        os.environ.setdefault("PIPE_KILL_PGID", str(os.getpgrp()))
