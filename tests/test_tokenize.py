@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pyarrow.parquet as pq
 import pytest
 from conftest import Corpus, pipe
@@ -17,9 +19,30 @@ LIMIT = 300
 @pytest.fixture(scope="module")
 def built(corpus: Corpus, tmp_path_factory: pytest.TempPathFactory) -> dict:
     cache = tmp_path_factory.mktemp("cache")
-    first = pipe("tokenize", "--blend", corpus.blend, "--limit", LIMIT, "--json", cache=cache)
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray puts sockets here
+    first = pipe(
+        "tokenize",
+        "--blend",
+        corpus.blend,
+        "--limit",
+        LIMIT,
+        "--json",
+        cache=cache,
+        env={"RAY_TMPDIR": str(ray_tmp)},
+    )
     assert first.code == 0, first.err
-    return {"cache": cache, "result": first.json, "err": first.err}
+    return {"cache": cache, "result": first.json, "err": first.err, "ray_tmp": ray_tmp}
+
+
+def test_no_ray_process_outlives_the_command(built: dict) -> None:
+    """Ray was started (its session folder exists) and everything it started is gone."""
+    assert list(built["ray_tmp"].rglob("session_*")), "the run did not start its own Ray"
+    left = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if str(built["ray_tmp"]) in cmdline:
+            left.append(f"{proc.info['pid']}: {cmdline[:120]}")
+    assert not left, "\n".join(left)
 
 
 def _manifest(path: str | Path) -> dict:
