@@ -13,9 +13,26 @@ from conftest import ROOT, make_tokenizer, write_jsonl
 def test_bench_tokenize_prints_a_table(tmp_path: Path) -> None:
     corpus = write_jsonl(tmp_path / "c.jsonl.gz", 300, 3, "c")
     tok = make_tokenizer(tmp_path / "tok")
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "bench", "tokenize", "--corpus",
-                           str(corpus), "--tokenizer", str(tok), "--scales", "1,2", "--json"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "bench",
+            "tokenize",
+            "--corpus",
+            str(corpus),
+            "--tokenizer",
+            str(tok),
+            "--scales",
+            "1,2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "| corpus x1 |" in proc.stdout and "| corpus x2 |" in proc.stdout
     rows = json.loads(proc.stdout.strip().splitlines()[-1])
