@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from stages.base import Counts, InputError
 from stages.faults import maybe_die
-from stages.files import atomic_write_json, file_sha256, read_json
+from stages.files import atomic_write_json, file_sha256, read_json, writing
 
 SCHEMA = pa.schema(
     [
@@ -248,7 +248,7 @@ def _shard_is_done(out: Path, i: int) -> bool:
 def _write_shard(out: Path, i: int, rows: list[tuple[str, str, str, str]]) -> None:
     path = out / shard_name(i)
     tmp = path.with_suffix(".parquet.tmp")
-    with pq.ParquetWriter(tmp, SCHEMA, compression="zstd") as writer:
+    with writing(tmp), pq.ParquetWriter(tmp, SCHEMA, compression="zstd") as writer:
         for group in _row_groups(rows):
             columns = list(zip(*group, strict=True))
             writer.write_table(

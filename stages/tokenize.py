@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from stages.base import InputError
 from stages.faults import maybe_die
-from stages.files import atomic_write_json, file_sha256, read_json
+from stages.files import atomic_write_json, file_sha256, read_json, writing
 
 SPLITS = ("train", "valid", "test")
 _HASH_SCALE = float(2**64)
@@ -211,7 +211,8 @@ class ChunkTokenizer:
             for k, s in enumerate(SPLITS)
         }
         for name, array in (("tokens", tokens), ("lengths", lengths), ("splits", codes)):
-            np.save(tmp / f"{name}.npy", array)
+            with writing(tmp / f"{name}.npy"):
+                np.save(tmp / f"{name}.npy", array)
         maybe_die("tokenize.worker_arrays")
         digests = {p.name: file_sha256(p) for p in sorted(tmp.iterdir())}
         atomic_write_json(
@@ -260,20 +261,21 @@ def merge_chunks(work: Path, chunks: list[Chunk], dtype: str) -> dict[str, dict[
         if not parts:
             continue
         tmp = work / f".merge-{split}"
-        builder = builder_class(f"{tmp}.bin", np.dtype(dtype).type)
-        for chunk in parts:
-            folder = chunk_dir(work, chunk)
-            tokens = np.load(folder / "tokens.npy", mmap_mode="r")
-            lengths = np.load(folder / "lengths.npy")
-            codes = np.load(folder / "splits.npy")
-            starts = np.cumsum(lengths) - lengths
-            for start, n in zip(starts[codes == k], lengths[codes == k], strict=True):
-                builder.add_document(tokens[start : start + n], [int(n)])
-            maybe_die("tokenize.merge_chunk")
-            for key in ("docs", "tokens"):
-                totals[split][key] += chunk_stats(work, chunk)[split][key]
-            totals[split]["chunks"] += 1
-        builder.finalize(f"{tmp}.idx")
+        with writing(Path(f"{tmp}.bin")):
+            builder = builder_class(f"{tmp}.bin", np.dtype(dtype).type)
+            for chunk in parts:
+                folder = chunk_dir(work, chunk)
+                tokens = np.load(folder / "tokens.npy", mmap_mode="r")
+                lengths = np.load(folder / "lengths.npy")
+                codes = np.load(folder / "splits.npy")
+                starts = np.cumsum(lengths) - lengths
+                for start, n in zip(starts[codes == k], lengths[codes == k], strict=True):
+                    builder.add_document(tokens[start : start + n], [int(n)])
+                maybe_die("tokenize.merge_chunk")
+                for key in ("docs", "tokens"):
+                    totals[split][key] += chunk_stats(work, chunk)[split][key]
+                totals[split]["chunks"] += 1
+            builder.finalize(f"{tmp}.idx")
         for ext in ("bin", "idx"):
             Path(f"{tmp}.{ext}").replace(work / f"{split}.{ext}")
         maybe_die("tokenize.merge_split")

@@ -85,7 +85,7 @@ def _flat(text: str) -> str:
     return " ".join(text.split())
 
 
-def _check_download_resume(small: Corpus, baseline: dict, cache: Path, lost: int = 0) -> None:
+def _check_download_resume(small: Corpus, baseline: dict, cache: Path) -> None:
     """Resume after a kill: sealed shards are kept untouched, the rest redone, bytes equal."""
     assert_nothing_partial(cache)
     sealed = sealed_shards(cache)
