@@ -258,9 +258,30 @@ def _callbacks(plan: TrainPlan) -> Any:
     return manager
 
 
+MIN_BRIDGE = (0, 6)
+
+
+def check_bridge_version() -> str:
+    """This entry uses Bridge 0.6's callbacks and recipe layout; say so rather than fail deep."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("megatron-bridge")
+    except PackageNotFoundError:
+        raise SystemExit(
+            "pipe train needs megatron-bridge >= 0.6 (pip install "
+            "'megatron-bridge>=0.6.2'); it is not installed"
+        ) from None
+    parts = tuple(int(x) for x in found.split(".")[:2] if x.isdigit())
+    if parts < MIN_BRIDGE:
+        raise SystemExit(f"pipe train needs megatron-bridge >= 0.6, found {found}")
+    return found
+
+
 def main(argv: list[str]) -> None:
     if len(argv) != 1:
         raise SystemExit("usage: torchrun ... -m training.entry RUN_DIR/plan.json")
+    check_bridge_version()
     plan = read_plan(argv[0])
     if not plan.transformer_engine:
         allow_bridge_without_te()
