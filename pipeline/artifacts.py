@@ -128,7 +128,8 @@ class Cache:
 
     def all(self) -> list[Artifact]:
         found = []
-        for stage_dir in sorted(p for p in self.root.iterdir() if not p.name.startswith(".")):
+        stage_dirs = (p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        for stage_dir in sorted(stage_dirs):  # (other files a user left in the root are ignored)
             for path in stage_dir.iterdir():
                 art = self.get(stage_dir.name, path.name)
                 if art:

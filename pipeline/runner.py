@@ -209,11 +209,12 @@ class Runner:
         parent = self._download(ds, False).artifact
         config = {"dataset": ds.name, "curate": ds.curate}
         key = make_key("curate", VERSIONS["curate"], config, [parent.key], {})
-        if not force and (art := self.cache.get("curate", key)):
+        if not force and (art := self.cache.usable("curate", key, self.say)):
             return Outcome(art, True)
         with self.cache.lock(key, self.say):
             if not force and (art := self.cache.get("curate", key)):
-                return Outcome(art, True)
+                if not self.cache.problems(art):
+                    return Outcome(art, True)
             clock = Stopwatch()
             work = self.cache.work_dir(key, fresh=True)  # a partial curate is redone whole
             files = sorted(parent.path.glob("*.parquet"))
