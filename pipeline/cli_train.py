@@ -318,7 +318,7 @@ def _run(
     if plan.nnodes > 1 and plan.rendezvous["node_rank"] != 0:
         # Other nodes only launch their ranks; node 0 holds the lock, records and publishes.
         placed = place(plan, cache.root / ".work" / key, key)
-        (Path(placed.run_dir)).mkdir(parents=True, exist_ok=True)
+        Path(placed.run_dir).mkdir(parents=True, exist_ok=True)
         write_plan(placed)
         code, log = launch(placed)
         if code:

@@ -67,7 +67,10 @@ def check_blend_json(path: str | Path) -> dict[str, int]:
 
     Pure Python (no Megatron import), so `pipe train --dry-run` stays quick.
     """
-    lists = load_blend_json(path)
+    return _check(load_blend_json(path), path)
+
+
+def _check(lists: dict[str, list[str]], path: str | Path) -> dict[str, int]:
     counts: dict[str, int] = {}
     for split in SPLITS:
         found = pairs(lists[split])
@@ -87,6 +90,6 @@ def blend_per_split(path: str | Path) -> list[Blend | None]:
     """[train, valid, test] for `GPTDatasetConfig.blend_per_split` (None = no data), checked."""
     from megatron.core.datasets.utils import get_blend_from_list
 
-    check_blend_json(path)
     lists = load_blend_json(path)
+    _check(lists, path)
     return [get_blend_from_list(lists[s]) if lists[s] else None for s in SPLITS]

@@ -18,7 +18,7 @@ from typing import Any
 
 from training import record
 from training.compat import allow_bridge_without_te, use_prebuilt_dataset_helpers
-from training.data import SPLITS, blend_per_split, load_blend_json
+from training.data import blend_per_split
 from training.plan import CHECKPOINTS, TrainPlan, read_plan
 
 TENSORBOARD = "tensorboard"
@@ -40,8 +40,7 @@ def _bridge_blend_per_split(blend_json: str) -> list:
     from megatron.bridge.data.loaders import get_blend_and_blend_per_split
 
     ours = blend_per_split(blend_json)
-    lists = load_blend_json(blend_json)
-    if all(lists[s] for s in SPLITS):
+    if all(b is not None for b in ours):
         blend, theirs = get_blend_and_blend_per_split(per_split_data_args_path=blend_json)
         if blend is not None or [tuple(b) for b in theirs] != [tuple(b) for b in ours]:
             raise RuntimeError(f"Bridge read {blend_json} as {blend}/{theirs}, pipe as {ours}")
