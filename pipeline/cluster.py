@@ -2,12 +2,20 @@
 
 Only what this process started is stopped (`ray.shutdown()` of our own `ray.init`); we never
 run `ray stop`, which would kill every Ray process on the machine, other users' included.
+
+If the driver is SIGKILLed, ray.init's daemons die with it (kernel fate-sharing), but the two
+agents raylet starts (ray::DashboardAgent, ray::RuntimeEnvAgent) linger for about a minute
+trying to report to the dead GCS. Every process of a local cluster carries PIPE_RAY_OWNER (the
+driver's pid and start time) in its environment, so the next local start finds and ends the
+ones whose owner is gone, and nothing else.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +44,8 @@ def ray_cluster(address: str | None, num_cpus: int | None) -> Iterator[Any]:
                 runtime_env={"py_modules": [str(Path(stages.__file__).parent)]},
             )
         else:
+            reap_orphans()
+            os.environ[OWNER_ENV] = _owner_tag(os.getpid()) or ""
             ray.init(
                 num_cpus=num_cpus or os.cpu_count(),
                 include_dashboard=False,
@@ -47,6 +57,51 @@ def ray_cluster(address: str | None, num_cpus: int | None) -> Iterator[Any]:
     finally:
         if started:
             ray.shutdown()
+
+
+OWNER_ENV = "PIPE_RAY_OWNER"
+
+
+def _owner_tag(pid: int) -> str | None:
+    """pid:start-time of a live process (the start time tells a reused pid apart), else None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return f"{pid}:{stat.rsplit(')', 1)[1].split()[19]}"
+
+
+def reap_orphans() -> list[int]:
+    """SIGKILL Ray processes a killed pipe driver left behind (found by PIPE_RAY_OWNER in their
+    environment, readable only for our own processes); returns their pids."""
+    reaped = []
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return reaped
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        for item in environ.split(b"\0"):
+            if item.startswith(OWNER_ENV.encode() + b"="):
+                owner = item.split(b"=", 1)[1].decode()
+                if owner and _owner_tag(int(owner.split(":")[0])) != owner:
+                    try:
+                        os.kill(int(entry.name), signal.SIGKILL)
+                        reaped.append(int(entry.name))
+                    except OSError:
+                        pass
+                break
+    if reaped:
+        print(
+            f"pipe: ended {len(reaped)} Ray processes left by a killed earlier run "
+            f"(pids {' '.join(map(str, reaped))})",
+            file=sys.stderr,
+        )
+    return reaped
 
 
 def unwrap(error: BaseException) -> BaseException:
