@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +77,17 @@ class _TokenJob:
     chunks: list[tk.Chunk] = field(default_factory=list)
     pending: list[tk.Chunk] = field(default_factory=list)
     clock: Stopwatch = field(default_factory=Stopwatch)
+
+
+def _load_tokenizer(where: str) -> tuple[dict[str, Any], str]:
+    """EOD id, vocab size and token dtype, plus the Rust tokenizer as JSON for the workers."""
+    try:
+        tok = tk.load_tokenizer(where)
+    except InputError as e:
+        raise PipeError(str(e)) from None
+    vocab = len(tok)
+    info = {"eod_id": int(tok.eos_token_id), "vocab_size": vocab, "dtype": tk.token_dtype(vocab)}
+    return info, tk.backend_json(tok)
 
 
 class Runner:
@@ -315,15 +326,15 @@ class Runner:
         return {k: config[k] for k in ("eod_id", "vocab_size", "dtype")}
 
     def _build_tokens(self, jobs: list[_TokenJob], where: str, force: bool) -> dict[str, Any]:
-        try:
-            tok = tk.load_tokenizer(where)
-        except InputError as e:
-            raise PipeError(str(e)) from None
-        info: dict[str, Any] = {"eod_id": int(tok.eos_token_id), "vocab_size": len(tok)}
-        backend = tk.backend_json(tok)
-        del tok
-        # megatron-core (the bin/idx writer) takes seconds to import: do it while Ray starts.
-        threading.Thread(target=tk.token_dtype, args=(0,), daemon=True).start()
+        # Loading the tokenizer (transformers) and megatron-core (the bin/idx writer) costs
+        # seconds of imports: done on a thread while this one plans the work and starts Ray.
+        with ThreadPoolExecutor(1) as pool:
+            loaded = pool.submit(_load_tokenizer, where)
+            return self._build_tokens_with(jobs, where, force, loaded)
+
+    def _build_tokens_with(
+        self, jobs: list[_TokenJob], where: str, force: bool, loaded: Future
+    ) -> dict[str, Any]:
         for job in jobs:
             job.work = self.cache.work_dir(job.key, fresh=force)
             files = sorted(job.parent.path.glob("*.parquet"))
@@ -340,16 +351,18 @@ class Runner:
                     f"tokenize {job.spec.name}: resuming, {done} of {len(job.chunks)} "
                     f"chunks already done and verified; redoing {len(job.pending)}"
                 )
-        timing = {}  # phases, for `pipe bench`: Ray start, tokenizing, Ray stop, merging
+        timing = {}  # phases, for `pipe bench`: Ray start, tokenizer, tokenizing, Ray stop, merge
         if any(job.pending for job in jobs):
             clock = Stopwatch()
             arm()
             with ray_cluster(self.opts.ray_address, self.opts.workers) as ray:
                 timing["ray_start_s"] = round(clock.lap(), 3)
+                info, backend = loaded.result()
+                timing["tokenizer_wait_s"] = round(clock.lap(), 3)
                 self._run_chunks(ray, jobs, backend, info["eod_id"])
                 timing["tokenize_s"] = round(clock.lap(), 3)
             timing["ray_stop_s"] = round(clock.lap(), 3)
-        info["dtype"] = tk.token_dtype(info["vocab_size"])
+        info, _ = loaded.result()
         for job in jobs:
             clock = Stopwatch()
             stats = tk.merge_chunks(job.work, job.chunks, info["dtype"])
