@@ -85,6 +85,19 @@ def _emit(payload: dict[str, Any], as_json: bool) -> None:
         click.echo(f"{payload['stage']} {payload['artifact']} ({state}): {payload['path']}")
 
 
+def _emit_datasets(outcomes: list[Any], as_json: bool, with_stats: bool) -> None:
+    """One line per dataset artifact; with --json, one object last that lists them all."""
+    if not as_json:
+        for o in outcomes:
+            _emit(o.as_json(), False)
+        return
+    datasets = [
+        o.as_json() | ({"stats": o.artifact.manifest["stats"]} if with_stats else {})
+        for o in outcomes
+    ]
+    _emit(datasets[-1] | {"datasets": datasets, "reused": all(o.reused for o in outcomes)}, True)
+
+
 def _runner(blend_path: Path, cache_dir: Path | None, quiet: bool, **opts: Any) -> Any:
     from pipeline.runner import Options, Runner  # the heavy imports wait until a command runs
 
@@ -116,15 +129,7 @@ def download(
 ) -> None:
     """Fetch each dataset of the blend into Parquet shards (id, text, source columns)."""
     runner = _runner(blend_path, cache_dir, quiet, limit=limit)
-    outcomes = runner.download(force=force)
-    for o in outcomes[:-1] if as_json else outcomes:
-        _emit(o.as_json(), False)
-    if as_json:
-        last = outcomes[-1].as_json() | {
-            "datasets": [o.as_json() for o in outcomes],
-            "reused": all(o.reused for o in outcomes),
-        }
-        _emit(last, True)
+    _emit_datasets(runner.download(force=force), as_json, with_stats=False)
 
 
 @main.command()
@@ -152,16 +157,7 @@ def curate(
     reads the curated shards for those datasets.
     """
     runner = _runner(blend_path, cache_dir, quiet, limit=limit, workers=workers)
-    outcomes = runner.curate(force=force)
-    for o in outcomes[:-1] if as_json else outcomes:
-        _emit(o.as_json(), False)
-    if as_json:
-        datasets = [o.as_json() | {"stats": o.artifact.manifest["stats"]} for o in outcomes]
-        last = datasets[-1] | {
-            "datasets": datasets,
-            "reused": all(o.reused for o in outcomes),
-        }
-        _emit(last, True)
+    _emit_datasets(runner.curate(force=force), as_json, with_stats=True)
 
 
 @main.command()
@@ -196,7 +192,8 @@ def tokenize(
 ) -> None:
     """Tokenize the blend into Megatron bin/idx (train/valid/test) and write blend.json.
 
-    Uses the download artifacts (making them first if missing). Documents get the tokenizer's
+    Uses the download (or, for datasets with "curate", the curate) artifacts, making them
+    first if missing. Documents get the tokenizer's
     EOS as end-of-document; each goes to train, valid or test by a hash of its id.
     """
     runner = _runner(
