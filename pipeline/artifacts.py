@@ -115,14 +115,17 @@ class Cache:
                 found.append(f"{name} does not match its sha256")
         return found
 
-    def usable(self, stage: str, key: str, say: Callable[[str], None]) -> Artifact | None:
-        """The published artifact if it is whole; a damaged one is reported and treated as
-        missing, so it is rebuilt (and replaced) instead of being handed to training."""
+    def usable(
+        self, stage: str, key: str, say: Callable[[str], None] | None = None
+    ) -> Artifact | None:
+        """The published artifact if it is whole; a damaged one is reported (when `say` is
+        given) and treated as missing, so it is rebuilt instead of being handed to training."""
         art = self.get(stage, key)
         if art is None:
             return None
         if problems := self.problems(art):
-            say(f"{stage} {key}: damaged in the cache ({'; '.join(problems)}); rebuilding it")
+            if say:
+                say(f"{stage} {key}: damaged in the cache ({'; '.join(problems)}); rebuilding it")
             return None
         return art
 

@@ -77,6 +77,14 @@ def _common(fn: Callable) -> Callable:
     return fn
 
 
+_workers_option = click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPUs of the local Ray cluster [default: all cores].",
+)
+
+
 def _emit(payload: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(payload))
@@ -134,12 +142,7 @@ def download(
 
 @main.command()
 @_common
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    help="CPUs of the local Ray cluster [default: all cores].",
-)
+@_workers_option
 @_user_errors
 def curate(
     blend_path: Path,
@@ -172,12 +175,7 @@ def curate(
     default=None,
     help="Run on this existing Ray cluster instead of starting a local one.",
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    help="CPUs of the local Ray cluster [default: all cores].",
-)
+@_workers_option
 @_user_errors
 def tokenize(
     blend_path: Path,

@@ -135,9 +135,8 @@ class Runner:
         if not force and (art := self.cache.usable("download", key, self.say)):
             return Outcome(art, True)
         with self.cache.lock(key, self.say):
-            if not force and (art := self.cache.get("download", key)):
-                if not self.cache.problems(art):
-                    return Outcome(art, True)
+            if not force and (art := self.cache.usable("download", key)):  # built while we waited
+                return Outcome(art, True)
             clock = Stopwatch()
             work = self.cache.work_dir(key, fresh=force)
             if ds.files:
@@ -223,9 +222,8 @@ class Runner:
         if not force and (art := self.cache.usable("curate", key, self.say)):
             return Outcome(art, True)
         with self.cache.lock(key, self.say):
-            if not force and (art := self.cache.get("curate", key)):
-                if not self.cache.problems(art):
-                    return Outcome(art, True)
+            if not force and (art := self.cache.usable("curate", key)):  # built while we waited
+                return Outcome(art, True)
             clock = Stopwatch()
             work = self.cache.work_dir(key, fresh=True)  # a partial curate is redone whole
             files = sorted(parent.path.glob("*.parquet"))
@@ -315,10 +313,9 @@ class Runner:
         return Outcome(art, False, clock.seconds)
 
     def _reusable_blend(self, key: str, jobs: list[_TokenJob]) -> Artifact | None:
-        art = self.cache.get("blend", key)
-        if art and not self.cache.problems(art):
-            if all(self.cache.usable("tokenize", j.key, self.say) for j in jobs):
-                return art
+        art = self.cache.usable("blend", key)
+        if art and all(self.cache.usable("tokenize", j.key, self.say) for j in jobs):
+            return art
         return None
 
     def _tokenizer_info(self, jobs: list[_TokenJob]) -> dict[str, Any]:
