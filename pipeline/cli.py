@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,27 +11,11 @@ import click
 
 from pipeline.artifacts import Cache, default_root
 from pipeline.blend import load_blend
+from pipeline.cli_common import cache_dir_option, user_errors
 from pipeline.errors import PipeError
 from pipeline.report import Reporter
-from stages.base import InputError
 
-
-def _user_errors(fn: Callable) -> Callable:
-    """Turn the errors a user can fix into one line on stderr and exit code 1, no traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (PipeError, InputError) as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(1)
-        except OSError as e:
-            where = f" {e.filename}" if e.filename else ""
-            click.echo(f"error:{where}: {e.strerror or e}", err=True)
-            sys.exit(1)
-
-    return wrapper
+_user_errors = user_errors()
 
 
 def _common(fn: Callable) -> Callable:
@@ -56,14 +38,7 @@ def _common(fn: Callable) -> Callable:
             click.option(
                 "--force", is_flag=True, help="Redo this stage even if its artifact is cached."
             ),
-            click.option(
-                "--cache-dir",
-                type=click.Path(path_type=Path),
-                default=None,
-                envvar="PIPE_CACHE",
-                show_envvar=True,
-                help="Artifact cache root [default: ~/.cache/pipe].",
-            ),
+            cache_dir_option,
             click.option(
                 "--json",
                 "as_json",
@@ -266,18 +241,8 @@ def artifacts() -> None:
     """Inspect the artifact cache."""
 
 
-def _cache_option(fn: Callable) -> Callable:
-    return click.option(
-        "--cache-dir",
-        type=click.Path(path_type=Path),
-        default=None,
-        envvar="PIPE_CACHE",
-        help="Artifact cache root.",
-    )(fn)
-
-
 @artifacts.command("ls")
-@_cache_option
+@cache_dir_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per artifact.")
 @_user_errors
 def artifacts_ls(cache_dir: Path | None, as_json: bool) -> None:
@@ -319,7 +284,7 @@ def artifacts_ls(cache_dir: Path | None, as_json: bool) -> None:
 
 @artifacts.command("show")
 @click.argument("key")
-@_cache_option
+@cache_dir_option
 @_user_errors
 def artifacts_show(key: str, cache_dir: Path | None) -> None:
     """Print an artifact's manifest (lineage, config, stats, file checksums)."""
@@ -328,7 +293,7 @@ def artifacts_show(key: str, cache_dir: Path | None) -> None:
 
 @artifacts.command("path")
 @click.argument("key")
-@_cache_option
+@cache_dir_option
 @_user_errors
 def artifacts_path(key: str, cache_dir: Path | None) -> None:
     """Print an artifact's folder (a key prefix is enough)."""
@@ -337,7 +302,7 @@ def artifacts_path(key: str, cache_dir: Path | None) -> None:
 
 @artifacts.command("verify")
 @click.argument("key")
-@_cache_option
+@cache_dir_option
 @_user_errors
 def artifacts_verify(key: str, cache_dir: Path | None) -> None:
     """Re-hash every file of an artifact against its manifest; exit 1 naming what differs."""

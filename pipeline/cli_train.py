@@ -8,19 +8,16 @@ published with its data artifact as parent once it reaches `train_iters`.
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from pipeline.artifacts import MANIFEST, Artifact, Cache, default_root, make_key
+from pipeline.cli_common import cache_dir_option, user_errors
 from pipeline.errors import PipeError
 from pipeline.report import Reporter
-from stages.base import InputError
 from training.data import BlendFileError, check_blend_json
 from training.layout import LayoutError
 from training.overrides import OverrideError
@@ -42,29 +39,7 @@ STAGE = "train"
 VERSION = 1
 MOCK_VOCAB = 131072
 
-_USER_ERRORS = (
-    PipeError,
-    InputError,
-    PlanError,
-    LayoutError,
-    OverrideError,
-    TokenizerMismatch,
-    BlendFileError,
-)
-
-
-def _user_errors(fn: Callable) -> Callable:
-    """Errors a user can fix: one line on stderr, exit code 1, no traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except _USER_ERRORS as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(1)
-
-    return wrapper
+_user_errors = user_errors(PlanError, LayoutError, OverrideError, TokenizerMismatch, BlendFileError)
 
 
 def blend_artifact_of(blend_json: Path) -> Artifact | None:
@@ -206,14 +181,7 @@ def _print_plan(plan: TrainPlan, key: str) -> None:
     help="Tokenizer for tokenizing the blend (as pipe tokenize); the model uses it.",
 )
 @click.option("--fresh", is_flag=True, help="Discard an unfinished run's checkpoints first.")
-@click.option(
-    "--cache-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    envvar="PIPE_CACHE",
-    show_envvar=True,
-    help="Artifact cache root [default: ~/.cache/pipe].",
-)
+@cache_dir_option
 @click.option("--quiet", is_flag=True, help="No progress bars or tables.")
 @click.argument("overrides", nargs=-1)
 @_user_errors

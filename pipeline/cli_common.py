@@ -1,0 +1,46 @@
+"""What every `pipe` command shares: the one-line error handling and the cache option."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipeline.errors import PipeError
+from stages.base import InputError
+
+
+def user_errors(*more: type[Exception]) -> Callable[[Callable], Callable]:
+    """Turn errors a user can fix (and `more`) into one line on stderr, exit 1, no traceback."""
+    known = (PipeError, InputError, *more)
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except known as e:
+                click.echo(f"error: {e}", err=True)
+                sys.exit(1)
+            except OSError as e:  # disk full, permissions: name the file, skip the traceback
+                where = f" {e.filename}" if e.filename else ""
+                click.echo(f"error:{where}: {e.strerror or e}", err=True)
+                sys.exit(1)
+
+        return wrapper
+
+    return decorate
+
+
+cache_dir_option = click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    envvar="PIPE_CACHE",
+    show_envvar=True,
+    help="Artifact cache root [default: ~/.cache/pipe].",
+)
