@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.artifacts import Cache
-from pipeline.blend import load_blend
+from pipeline.blend_file import load_blend
+from pipeline.cache import Cache
 from pipeline.report import Reporter
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "gcide.jsonl.gz"

@@ -1,19 +1,25 @@
-"""The `pipe` command: parse, call the runner, print. Nothing else lives here."""
+"""The `pipe` command: parse, plan (pipeline/plan.py), run (pipeline/run.py), print."""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from pipeline.artifacts import Cache, default_root
-from pipeline.blend import load_blend
+from pipeline.blend_file import load_blend
+from pipeline.cache import Cache, Outcome, default_root
 from pipeline.cli_common import cache_dir_option, user_errors
-from pipeline.errors import PipeError
+from pipeline.context import Context
+from pipeline.fingerprint import HashMemo
+from pipeline.plan import Options, Planner, Step
 from pipeline.report import Reporter
+from pipeline.run import ensure, summarise
+from stages.megatron_blend import BLEND_JSON
+from util.errors import PipeError
 
 _user_errors = user_errors()
 
@@ -60,6 +66,17 @@ _workers_option = click.option(
 )
 
 
+def _payload(o: Outcome) -> dict[str, Any]:
+    return {
+        "artifact": o.key,
+        "stage": o.stage,
+        "name": o.artifact.manifest.get("name") if o.artifact else None,
+        "path": str(o.path),
+        "reused": o.reused,
+        "seconds": round(o.seconds, 3),
+    }
+
+
 def _emit(payload: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(payload))
@@ -68,25 +85,31 @@ def _emit(payload: dict[str, Any], as_json: bool) -> None:
         click.echo(f"{payload['stage']} {payload['artifact']} ({state}): {payload['path']}")
 
 
-def _emit_datasets(outcomes: list[Any], as_json: bool, with_stats: bool) -> None:
+def _emit_datasets(outcomes: list[Outcome], as_json: bool, with_stats: bool) -> None:
     """One line per dataset artifact; with --json, one object last that lists them all."""
     if not as_json:
         for o in outcomes:
-            _emit(o.as_json(), False)
+            _emit(_payload(o), False)
         return
-    datasets = [
-        o.as_json() | ({"stats": o.artifact.manifest["stats"]} if with_stats else {})
-        for o in outcomes
-    ]
+    datasets = [_payload(o) | ({"stats": o.stats} if with_stats else {}) for o in outcomes]
     _emit(datasets[-1] | {"datasets": datasets, "reused": all(o.reused for o in outcomes)}, True)
 
 
-def _runner(blend_path: Path, cache_dir: Path | None, quiet: bool, **opts: Any) -> Any:
-    from pipeline.runner import Options, Runner  # the heavy imports wait until a command runs
+def _planner(blend_path: Path, cache: Cache, **opts: Any) -> Planner:
+    layout = {
+        key: int(os.environ[var])
+        for key, var in (
+            ("docs_per_shard", "PIPE_DOCS_PER_SHARD"),
+            ("docs_per_row_group", "PIPE_DOCS_PER_ROW_GROUP"),
+        )
+        if os.environ.get(var)
+    }
+    memo = HashMemo(cache.root / ".hashes.json")
+    return Planner(load_blend(blend_path), Options(layout=layout, **opts), memo)
 
-    blend = load_blend(blend_path)
-    cache = Cache(cache_dir or default_root())
-    return Runner(blend, Options(cache=cache, reporter=Reporter(quiet=quiet), **opts))
+
+def _run_all(steps: list[Step], cache: Cache, ctx: Context, force: set[str]) -> list[Outcome]:
+    return [ensure(s, cache, ctx, force) for s in steps]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -111,8 +134,13 @@ def download(
     quiet: bool,
 ) -> None:
     """Fetch each dataset of the blend into Parquet shards (id, text, source columns)."""
-    runner = _runner(blend_path, cache_dir, quiet, limit=limit)
-    _emit_datasets(runner.download(force=force), as_json, with_stats=False)
+    cache = Cache(cache_dir or default_root())
+    planner = _planner(blend_path, cache, limit=limit)
+    steps = [planner.download(ds) for ds in planner.blend.datasets]
+    with Context(Reporter(quiet=quiet)) as ctx:
+        outcomes = _run_all(steps, cache, ctx, {"download"} if force else set())
+        summarise(ctx, "download", outcomes)
+    _emit_datasets(outcomes, as_json, with_stats=False)
 
 
 @main.command()
@@ -134,8 +162,19 @@ def curate(
     CPU over the download shards, and prints what each step removed. `pipe tokenize` then
     reads the curated shards for those datasets.
     """
-    runner = _runner(blend_path, cache_dir, quiet, limit=limit, workers=workers)
-    _emit_datasets(runner.curate(force=force), as_json, with_stats=True)
+    cache = Cache(cache_dir or default_root())
+    planner = _planner(blend_path, cache, limit=limit)
+    wanted = [ds for ds in planner.blend.datasets if ds.curate is not None]
+    if not wanted:
+        raise PipeError(
+            f"{planner.blend.path}: no dataset has a 'curate' key; add \"curate\": {{}} to a "
+            f"dataset for the default filters and dedup"
+        )
+    steps = [planner.curate(ds) for ds in wanted]
+    with Context(Reporter(quiet=quiet), workers=workers) as ctx:
+        outcomes = _run_all(steps, cache, ctx, {"curate"} if force else set())
+        summarise(ctx, "curate", outcomes)
+    _emit_datasets(outcomes, as_json, with_stats=True)
 
 
 @main.command()
@@ -144,11 +183,20 @@ def curate(
     "--tokenizer", default=None, help="Hub id or local folder; overrides the blend's 'tokenizer'."
 )
 @click.option(
+    "--engine",
+    type=click.Choice(["auto", "gigatoken", "hf"]),
+    default="auto",
+    show_default=True,
+    help="Tokenization engine: GigaToken where it loads the tokenizer (auto), or Hugging Face "
+    "tokenizers (hf). Both give the same tokens.",
+)
+@click.option(
     "--ray-address",
     envvar="RAY_ADDRESS",
     show_envvar=True,
     default=None,
-    help="Run on this existing Ray cluster instead of starting a local one.",
+    help="Tokenize on this Ray cluster (its nodes share the cache folder); 'local' starts one "
+    "here. Without it, tokenize runs in this process on every core.",
 )
 @_workers_option
 @_user_errors
@@ -160,6 +208,7 @@ def tokenize(
     as_json: bool,
     quiet: bool,
     tokenizer: str | None,
+    engine: str,
     ray_address: str | None,
     workers: int | None,
 ) -> None:
@@ -169,17 +218,16 @@ def tokenize(
     first if missing. Documents get the tokenizer's
     EOS as end-of-document; each goes to train, valid or test by a hash of its id.
     """
-    runner = _runner(
-        blend_path,
-        cache_dir,
-        quiet,
-        limit=limit,
-        tokenizer=tokenizer,
-        ray_address=ray_address,
-        workers=workers,
-    )
-    outcome = runner.tokenize(force=force)
-    payload = outcome.as_json() | {"blend_json": str(outcome.artifact.path / "blend.json")}
+    cache = Cache(cache_dir or default_root())
+    planner = _planner(blend_path, cache, limit=limit, tokenizer=tokenizer, engine=engine)
+    blend_step, token_steps = planner.megatron_blend()
+    ctx = Context(Reporter(quiet=quiet), ray_address=ray_address, workers=workers)
+    with ctx:
+        force_stages = {"tokenize", "megatron_blend"} if force else set()
+        tokens = _run_all(token_steps, cache, ctx, force_stages)
+        summarise(ctx, "tokenize", tokens)
+        (outcome,) = _run_all([blend_step], cache, ctx, force_stages)
+    payload = _payload(outcome) | {"blend_json": str(outcome.path / BLEND_JSON)}
     _emit(payload, as_json)
     if not as_json:
         click.echo(f"blend.json: {payload['blend_json']}")
@@ -236,85 +284,10 @@ def bench_tokenize_cmd(
         click.echo(json.dumps(rows))
 
 
-@main.group()
-def artifacts() -> None:
-    """Inspect the artifact cache."""
-
-
-@artifacts.command("ls")
-@cache_dir_option
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per artifact.")
-@_user_errors
-def artifacts_ls(cache_dir: Path | None, as_json: bool) -> None:
-    """List published artifacts, oldest first."""
-    from rich.console import Console
-    from rich.table import Table
-
-    found = Cache(cache_dir or default_root()).all()
-    if as_json:
-        for a in found:
-            click.echo(
-                json.dumps(
-                    {
-                        "artifact": a.key,
-                        "stage": a.stage,
-                        "name": a.manifest.get("name"),
-                        "path": str(a.path),
-                        "parents": a.manifest.get("parents", []),
-                        "created": a.manifest.get("created"),
-                    }
-                )
-            )
-        return
-    table = Table()
-    for col in ("key", "stage", "name", "created", "MB", "parents"):
-        table.add_column(col)
-    for a in found:
-        size = sum(f["bytes"] for f in a.manifest.get("files", {}).values()) / 1e6
-        table.add_row(
-            a.key,
-            a.stage,
-            str(a.manifest.get("name")),
-            a.manifest.get("created", ""),
-            f"{size:,.1f}",
-            " ".join(p[:8] for p in a.manifest.get("parents", [])),
-        )
-    Console().print(table)
-
-
-@artifacts.command("show")
-@click.argument("key")
-@cache_dir_option
-@_user_errors
-def artifacts_show(key: str, cache_dir: Path | None) -> None:
-    """Print an artifact's manifest (lineage, config, stats, file checksums)."""
-    click.echo(json.dumps(Cache(cache_dir or default_root()).find(key).manifest, indent=2))
-
-
-@artifacts.command("path")
-@click.argument("key")
-@cache_dir_option
-@_user_errors
-def artifacts_path(key: str, cache_dir: Path | None) -> None:
-    """Print an artifact's folder (a key prefix is enough)."""
-    click.echo(str(Cache(cache_dir or default_root()).find(key).path))
-
-
-@artifacts.command("verify")
-@click.argument("key")
-@cache_dir_option
-@_user_errors
-def artifacts_verify(key: str, cache_dir: Path | None) -> None:
-    """Re-hash every file of an artifact against its manifest; exit 1 naming what differs."""
-    cache = Cache(cache_dir or default_root())
-    art = cache.find(key)
-    if problems := cache.problems(art, full=True):
-        raise PipeError(f"{art.stage} {art.key}: {'; '.join(problems)}")
-    click.echo(f"{art.stage} {art.key}: {len(art.manifest['files'])} files match their sha256")
-
-
+from pipeline.cli_artifacts import artifacts  # noqa: E402
 from pipeline.cli_train import train  # noqa: E402 (registered last: it imports training/)
 
+main.add_command(artifacts)
 main.add_command(train)
 
 

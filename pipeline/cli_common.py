@@ -10,13 +10,12 @@ from typing import Any
 
 import click
 
-from pipeline.errors import PipeError
-from stages.base import InputError
+from util.errors import PipeError
 
 
 def user_errors(*more: type[Exception]) -> Callable[[Callable], Callable]:
     """Turn errors a user can fix (and `more`) into one line on stderr, exit 1, no traceback."""
-    known = (PipeError, InputError, *more)
+    known = (PipeError, *more)
 
     def decorate(fn: Callable) -> Callable:
         @functools.wraps(fn)

@@ -1,96 +1,38 @@
-"""`pipe train`: resolve the data artifact, plan the launch, run torchrun, record the run.
+"""`pipe train`: parse, plan (data artifact, launch plan, run step), run, print.
 
-The data side goes through the cache (the blend's tokenize artifact, made if missing); the
-training side is `training/` (plan, launch, record). A run is itself an artifact: it is built
-in the cache's work area, where an interrupted run resumes from its last checkpoint, and is
-published with its data artifact as parent once it reaches `train_iters`.
+Planning and running live in pipeline/train.py; training itself in training/.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import click
 
-from pipeline.artifacts import MANIFEST, Artifact, Cache, default_root, make_key
+from pipeline.cache import Cache, Outcome, default_root
 from pipeline.cli_common import cache_dir_option, user_errors
-from pipeline.errors import PipeError
+from pipeline.context import Context
+from pipeline.plan import Options
 from pipeline.report import Reporter
-from training.data import BlendFileError, check_blend_json
+from pipeline.run import ensure
+from pipeline.train import MOCK, data_source, data_step, run, run_step, where_it_runs
+from training.data import BlendFileError
 from training.layout import LayoutError
 from training.overrides import OverrideError
 from training.plan import (
     PRECISION_RECIPES,
-    DataSource,
     PlanError,
     Rendezvous,
     TrainPlan,
     build_plan,
-    place,
     resolve_nproc,
-    write_plan,
 )
 from training.presets import PRESETS
 from training.tokenizer_check import TokenizerMismatch, check_tokenizer
-
-STAGE = "train"
-VERSION = 1
-MOCK_VOCAB = 131072
+from util.errors import PipeError
 
 _user_errors = user_errors(PlanError, LayoutError, OverrideError, TokenizerMismatch, BlendFileError)
-
-
-def blend_artifact_of(blend_json: Path) -> Artifact | None:
-    """The published blend artifact a blend.json belongs to, if it is one."""
-    manifest_path = blend_json.parent / MANIFEST
-    if blend_json.name != "blend.json" or not manifest_path.is_file():
-        return None
-    manifest = json.loads(manifest_path.read_text())
-    if manifest.get("stage") != "blend":
-        return None
-    return Artifact(manifest["key"], "blend", blend_json.parent.resolve(), manifest)
-
-
-def resolve_data(
-    blend_path: Path, cache: Cache, reporter: Reporter, limit: int | None, tokenizer: str | None
-) -> tuple[DataSource, str]:
-    """The blend's tokenize artifact (made if missing) as a DataSource, and its name.
-
-    `--blend` is a blend file (blends/*.json), or the blend.json of a published artifact,
-    which is then used as it is.
-    """
-    art = blend_artifact_of(blend_path)
-    if art is None:
-        from pipeline.blend import load_blend
-        from pipeline.runner import Options, Runner
-
-        runner = Runner(
-            load_blend(blend_path),
-            Options(cache=cache, reporter=reporter, limit=limit, tokenizer=tokenizer),
-        )
-        art = runner.tokenize().artifact
-    elif tokenizer or limit:
-        raise PipeError(
-            f"{blend_path} is already tokenized; --tokenizer/--limit apply to blend files only"
-        )
-    config = art.manifest["config"]
-    blend_json = art.path / "blend.json"
-    check_blend_json(blend_json)
-    source = DataSource(
-        blend_json=str(blend_json),
-        tokenizer=config["tokenizer"],
-        vocab_size=int(config["vocab_size"]),
-        eod_id=int(config["eod_id"]),
-        artifact=art.key,
-    )
-    return source, str(art.manifest.get("name") or art.key)
-
-
-def run_key(plan: TrainPlan) -> str:
-    parents = [plan.data_artifact] if plan.data_artifact else []
-    return make_key(STAGE, VERSION, plan.identity(), parents, {})
 
 
 def _print_plan(plan: TrainPlan, key: str) -> None:
@@ -118,7 +60,7 @@ def _print_plan(plan: TrainPlan, key: str) -> None:
     "--blend",
     "blend_path",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Blend file (blends/*.json), or a tokenize artifact's blend.json.",
+    help="Blend file (blends/*.json), or a megatron blend's blend.json.",
 )
 @click.option(
     "--model",
@@ -212,21 +154,10 @@ def train(
     KEY=VALUE arguments are Megatron-Bridge dotlist overrides, e.g. train.train_iters=5000
     train.global_batch_size=64 checkpoint.save_interval=500.
     """
-    reporter = Reporter(quiet=quiet)
-    cache = Cache(cache_dir or default_root())
     if mock and blend_path:
         raise PipeError("--mock trains on synthetic data; drop --blend (or drop --mock)")
-    if mock:
-        data = DataSource(
-            blend_json=None, tokenizer="NullTokenizer", vocab_size=MOCK_VOCAB, eod_id=MOCK_VOCAB - 1
-        )
-        data_name = "mock"
-    elif blend_path is None:
+    if not mock and blend_path is None:
         raise PipeError("pass --blend FILE (or --mock to train on synthetic data)")
-    else:
-        data, data_name = resolve_data(blend_path, cache, reporter, limit, tokenizer)
-        check_tokenizer(data.tokenizer, data.vocab_size, data.eod_id)
-
     rdzv = Rendezvous(
         nnodes=nnodes,
         node_rank=node_rank,
@@ -234,124 +165,70 @@ def train(
         rdzv_id=rdzv_id,
         backend=rdzv_backend,
     )
-    plan = build_plan(
+    launch = dict(
         model=model,
-        data=data,
         nproc_per_node=resolve_nproc(nproc_per_node),
         tp=tp,
         pp=pp,
         precision=precision,
         overrides=overrides,
-        mock=mock,
         rendezvous=rdzv,
     )
-    key = run_key(plan)
-    done = cache.get(STAGE, key)
-    if dry_run:
-        where = done.path if done and not fresh else cache.root / ".work" / key
-        plan = place(plan, where, key)
-        if as_json:
-            click.echo(json.dumps(plan.as_dict() | {"run_key": key, "dry_run": True}))
-        else:
-            _print_plan(plan, key)
-        return
-    outcome = _run(plan, key, cache, reporter, fresh, data_name)
-    if as_json:
-        click.echo(json.dumps(outcome))
-    else:
-        s = outcome["summary"]
-        state = (
-            "reused from cache"
-            if outcome["reused"]
-            else ("published" if outcome["complete"] else "stopped early (run again to resume)")
-        )
-        click.echo(f"train {key} ({state}): {outcome['path']}")
-        click.echo(
-            f"  iterations {s.get('iterations')}/{plan.train_iters}, loss "
-            f"{s.get('first_loss')} -> {s.get('last_loss')}, "
-            f"{s.get('seconds_per_iteration', 0):.3f} s/it, "
-            f"{s.get('tokens_per_second', 0):,.0f} tokens/s, "
-            f"{s.get('tflops_per_gpu', 0):.1f} TFLOP/s/GPU, "
-            f"peak {s.get('peak_memory_allocated_gib', 0):.1f} GiB"
-        )
+    build_plan(data=MOCK, mock=True, **launch)  # layout, precision, overrides: before any data
+    cache = Cache(cache_dir or default_root())
+    with Context(Reporter(quiet=quiet)) as ctx:
+        data, name, parent = MOCK, "mock", None
+        if not mock:
+            parent = ensure(
+                data_step(blend_path, cache, Options(limit=limit, tokenizer=tokenizer)),
+                cache,
+                ctx,
+                force=set(),
+            ).artifact
+            data, name = data_source(parent)
+            check_tokenizer(data.tokenizer, data.vocab_size, data.eod_id)
+        plan = build_plan(data=data, mock=mock, **launch)
+        step = run_step(plan, parent, f"{plan.model}-{name}")
+        if dry_run:
+            placed = where_it_runs(step, cache, fresh)
+            if as_json:
+                click.echo(json.dumps(placed.as_dict() | {"run_key": step.key, "dry_run": True}))
+            else:
+                _print_plan(placed, step.key)
+            return
+        outcome = run(step, cache, ctx, fresh)
+    _print_outcome(outcome, plan, as_json)
 
 
-def _run(
-    plan: TrainPlan, key: str, cache: Cache, reporter: Reporter, fresh: bool, data_name: str
-) -> dict[str, Any]:
-    """Launch (or reuse) the run; publish it when it reached train_iters."""
-    from training.launch import launch
-    from training.record import RECORD_FILE, assemble
-
-    if plan.nnodes > 1 and plan.rendezvous["node_rank"] != 0:
-        # Other nodes only launch their ranks; node 0 holds the lock, records and publishes.
-        placed = place(plan, cache.root / ".work" / key, key)
-        Path(placed.run_dir).mkdir(parents=True, exist_ok=True)
-        write_plan(placed)
-        code, log = launch(placed)
-        if code:
-            raise PipeError(f"training exited with code {code}; see {log}")
-        return {
-            "stage": STAGE,
-            "artifact": key,
-            "path": placed.run_dir,
-            "reused": False,
-            "complete": None,
-            "summary": {},
-        }
-
-    with cache.lock(key, reporter.say):
-        if not fresh and (art := cache.get(STAGE, key)):
-            return _outcome(art.path, key, True, True, art.manifest["stats"])
-        work = cache.work_dir(key, fresh=fresh)
-        placed = place(plan, work, key)
-        write_plan(placed)
-        if placed.resume_iteration:
-            reporter.say(f"train {key}: resuming from iteration {placed.resume_iteration}")
-        code, log = launch(placed)
-        rec = assemble(work, placed.as_dict())
-        if code:
-            raise PipeError(
-                f"training exited with code {code}; see {log}. The run keeps its "
-                f"checkpoints in {work}: run the same command to resume"
-            )
-        summary = rec["summary"]
-        if summary.get("iterations", 0) < plan.train_iters:
-            return _outcome(work, key, False, False, summary)
-        parents = [plan.data_artifact] if plan.data_artifact else []
-        config = plan.identity() | {
-            "tp": plan.tp,
-            "pp": plan.pp,
-            "dp": plan.dp,
-            "world_size": plan.world_size,
-        }
-        art = cache.publish(
-            STAGE,
-            key,
-            work,
-            name=f"{plan.model}-{data_name}",
-            config=config,
-            parents=parents,
-            inputs={},
-            stats=summary,
-        )
-        return _outcome(art.path, key, False, True, summary) | {
-            "record": str(art.path / RECORD_FILE)
-        }
-
-
-def _outcome(
-    path: Path, key: str, reused: bool, complete: bool, summary: dict[str, Any]
-) -> dict[str, Any]:
-    return {
-        "stage": STAGE,
-        "artifact": key,
-        "path": str(path),
-        "reused": reused,
+def _print_outcome(o: Outcome, plan: TrainPlan, as_json: bool) -> None:
+    complete = o.artifact is not None if o.stats else None
+    payload = {
+        "stage": o.stage,
+        "artifact": o.key,
+        "path": str(o.path),
+        "reused": o.reused,
         "complete": complete,
-        "record": str(Path(path) / "record.json"),
-        "summary": summary,
+        "record": str(Path(o.path) / "record.json"),
+        "summary": {k: v for k, v in o.stats.items() if k not in ("unfinished", "seconds")},
     }
+    if as_json:
+        click.echo(json.dumps(payload))
+        return
+    s = payload["summary"]
+    state = (
+        "reused from cache"
+        if o.reused
+        else ("published" if complete else "stopped early (run again to resume)")
+    )
+    click.echo(f"train {o.key} ({state}): {o.path}")
+    click.echo(
+        f"  iterations {s.get('iterations')}/{plan.train_iters}, loss "
+        f"{s.get('first_loss')} -> {s.get('last_loss')}, "
+        f"{s.get('seconds_per_iteration', 0):.3f} s/it, "
+        f"{s.get('tokens_per_second', 0):,.0f} tokens/s, "
+        f"{s.get('tflops_per_gpu', 0):.1f} TFLOP/s/GPU, "
+        f"peak {s.get('peak_memory_allocated_gib', 0):.1f} GiB"
+    )
 
 
 if __name__ == "__main__":

@@ -33,15 +33,19 @@ def ray_cluster(address: str | None, num_cpus: int | None) -> Iterator[Any]:
     import ray
 
     address = address or os.environ.get("RAY_ADDRESS")
+    address = None if address == "local" else address
     started = not ray.is_initialized()
     if started:
         if address:
             import stages
+            import util
 
+            # Workers import the stages and the helpers below them; ship both.
+            modules = [str(Path(m.__file__).parent) for m in (stages, util)]
             ray.init(
                 address=address,
                 logging_level=logging.WARNING,
-                runtime_env={"py_modules": [str(Path(stages.__file__).parent)]},
+                runtime_env={"py_modules": modules},
             )
         else:
             reap_orphans()
@@ -102,9 +106,3 @@ def reap_orphans() -> list[int]:
             file=sys.stderr,
         )
     return reaped
-
-
-def unwrap(error: BaseException) -> BaseException:
-    """The exception a Ray task raised, without Ray's wrapper (so InputError stays one line)."""
-    cause = getattr(error, "cause", None)
-    return cause if isinstance(cause, BaseException) else error

@@ -13,8 +13,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import PipeError
-from stages.files import atomic_write_json, file_sha256, read_json
+from util.errors import PipeError
+from util.files import atomic_write_json, file_sha256, read_json
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -53,19 +53,14 @@ class HashMemo:
 
 
 def files_fingerprint(paths: list[Path], memo: HashMemo) -> list[dict[str, Any]]:
-    """Per file: path, size, mtime and content hash; all of it enters the key."""
-    out = []
-    for p in paths:
-        st = p.stat()
-        out.append(
-            {
-                "path": str(p.resolve()),
-                "bytes": st.st_size,
-                "mtime_ns": st.st_mtime_ns,
-                "sha256": memo.sha256(p),
-            }
-        )
-    return out
+    """Per file: its name below the files' common folder, size and content hash. Where the
+    files live, and how the blend file spelled their path, never enter the key."""
+    real = [p.resolve() for p in paths]
+    base = Path(os.path.commonpath([p.parent for p in real])) if real else Path()
+    return [
+        {"name": str(p.relative_to(base)), "bytes": p.stat().st_size, "sha256": memo.sha256(p)}
+        for p in real
+    ]
 
 
 def hub_dataset_revision(path: str, revision: str | None) -> str:

@@ -5,7 +5,6 @@ Everything goes to stderr so that `--json` leaves stdout to the one JSON object.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -53,12 +52,17 @@ class Reporter:
     console: Console = field(default_factory=lambda: Console(stderr=True))
     rows: list[tuple] = field(default_factory=list)
 
+    @property
+    def live(self) -> bool:
+        """Whether bars are drawn: not quiet, and stderr is a terminal."""
+        return not self.quiet and self.console.is_terminal
+
     def say(self, message: str) -> None:
         self.console.print(message, highlight=False)
 
     @contextmanager
     def bar(self, label: str, total: int | None, unit_name: str = "tokens") -> Iterator[Bar]:
-        if self.quiet or not self.console.is_terminal:
+        if not self.live:
             yield Bar(None, None)
             return
         progress = Progress(
@@ -98,18 +102,3 @@ class Reporter:
             )
         self.console.print(table)
         self.rows.clear()
-
-
-class Stopwatch:
-    def __init__(self) -> None:
-        self.start = self.last = time.perf_counter()
-
-    @property
-    def seconds(self) -> float:
-        return time.perf_counter() - self.start
-
-    def lap(self) -> float:
-        """Seconds since the previous lap (or the start)."""
-        now = time.perf_counter()
-        lap, self.last = now - self.last, now
-        return lap

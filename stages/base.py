@@ -1,16 +1,49 @@
-"""What every stage shares: the error a user can fix, and the stats a stage returns.
+"""The stage interface, and what every stage shares.
 
-A stage turns input files and a config into files in a work directory. It knows nothing of the
-CLI, the cache or Ray start-up; the pipeline decides where its output goes and whether to run it.
+A stage is a module in `stages/` with:
+
+    VERSION: int          bump when its output changes for the same config (it keys the cache)
+    RESUMABLE: bool       whether a rerun may keep what an interrupted build left in `work`
+    COLUMNS: tuple        the columns of its rows in the summary table
+    build(parents, config, work, ctx) -> stats
+                          parents: the published Artifacts it reads; config: what the planner
+                          decided (pipeline/plan.py); work: the folder to fill; ctx: a Context
+    rows(name, stats, status) -> list of rows for the summary table
+
+A stage knows nothing of the CLI or the cache: the pipeline decides whether to build it, where,
+and publishes what it leaves in `work`. The pipeline's run walks a dict of these modules.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 
-class InputError(Exception):
-    """Bad input the user can fix (a file, a line, a field): shown as one line, no traceback."""
+class Progress(Protocol):
+    def advance(self, docs: int, units: int) -> None: ...
+
+
+class Context(Protocol):
+    """What a build may ask of the pipeline (pipeline/context.py implements it)."""
+
+    workers: int | None
+    ray_address: str | None
+
+    def say(self, message: str) -> None: ...
+
+    def bar(
+        self, label: str, total: int | None, unit_name: str = "tokens"
+    ) -> AbstractContextManager[Progress]: ...
+
+    def ray(self) -> Any:
+        """The `ray` module, connected; the cluster starts on first use and stops at the end."""
+        ...
+
+    @property
+    def show_progress(self) -> bool: ...
 
 
 @dataclass
@@ -23,3 +56,6 @@ class Counts:
 
     def skip(self, reason: str, n: int = 1) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + n
+
+
+Rows = Callable[[str, dict[str, Any], str], Iterator[tuple]]

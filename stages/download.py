@@ -1,17 +1,14 @@
 """Download stage: one dataset (hub or local files) -> Parquet shards of `id`, `text`, source.
 
-Records stream through in order, so a shard is a pure function of the source and its position:
-a resumed run re-reads the source, skips the documents of shards already written (checked by
-checksum) and writes the rest, giving the same bytes as an uninterrupted run.
+Config (what keys it): dataset, text_field, id_field, limit, format or hf, shard sizes; plus the
+source fingerprint (file hashes or the hub revision). Records stream through in order, so a
+shard is a pure function of the source and its position: a resumed run re-reads the source,
+skips the documents of shards already written (checked by checksum) and writes the rest, giving
+the same bytes as an uninterrupted run.
 """
 
 from __future__ import annotations
 
-import glob
-import gzip
-import json
-import os
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +17,16 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from stages.base import Counts, InputError
-from stages.faults import maybe_die
-from stages.files import atomic_write_json, file_sha256, read_json, writing
+from stages.base import Context, Counts
+from stages.readers import Record, expand_files, read_files, read_hub
+from util.errors import InputError, PipeError
+from util.faults import maybe_die
+from util.files import atomic_write_json, file_sha256, read_json, writing
+
+NAME = "download"
+VERSION = 2
+RESUMABLE = True
+COLUMNS = ("dataset", "status", "docs", "chars", "skipped", "shards", "seconds")
 
 SCHEMA = pa.schema(
     [
@@ -32,141 +36,73 @@ SCHEMA = pa.schema(
         ("source_ref", pa.string()),
     ]
 )
-# Tests shrink these (env) so that a small corpus has many shards and chunks to kill and resume;
-# an override is part of the download key (see `layout_overrides`).
-DOCS_PER_SHARD = int(os.environ.get("PIPE_DOCS_PER_SHARD") or 50_000)
+DOCS_PER_SHARD = 50_000
 # a row group is one tokenize task: small enough to spread over cores
-DOCS_PER_ROW_GROUP = int(os.environ.get("PIPE_DOCS_PER_ROW_GROUP") or 1_000)
+DOCS_PER_ROW_GROUP = 1_000
 BYTES_PER_ROW_GROUP = 64 << 20
 
-
-def layout_overrides() -> dict[str, int]:
-    """Shard sizes set through the environment; they change the output, so they key the cache."""
-    names = {
-        "docs_per_shard": "PIPE_DOCS_PER_SHARD",
-        "docs_per_row_group": "PIPE_DOCS_PER_ROW_GROUP",
-    }
-    return {k: int(os.environ[v]) for k, v in names.items() if os.environ.get(v)}
+__all__ = ["expand_files"]
 
 
 @dataclass(frozen=True)
-class Record:
-    """One raw document as read from its source, before any cleaning."""
+class Layout:
+    """Shard sizes; tests shrink them so a small corpus has many shards and chunks to kill."""
 
-    id: str | None
-    text: Any
-    ref: str  # "file:line" or "hub path[index]", for error messages and lineage
-
-
-def expand_files(pattern: str) -> list[Path]:
-    """The files a `files` source names, sorted so that shards come out the same every run."""
-    matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
-    if not matches:
-        raise InputError(f"{pattern}: no such file (the path or glob matched nothing)")
-    return matches
+    docs_per_shard: int = DOCS_PER_SHARD
+    docs_per_row_group: int = DOCS_PER_ROW_GROUP
 
 
-def read_files(files: list[Path], fmt: str, text_field: str, id_field: str) -> Iterator[Record]:
-    """Records from local files, with errors that name the file and line."""
-    reader = {"jsonl": _read_jsonl, "parquet": _read_parquet, "txt": _read_txt}[fmt]
-    for path in files:
-        yield from reader(path, text_field, id_field)
-
-
-def _read_jsonl(path: Path, text_field: str, id_field: str) -> Iterator[Record]:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    lineno = 0
-    try:
-        with opener(path, "rb") as f:
-            for lineno, raw in enumerate(f, start=1):
-                if not raw.strip():
-                    yield Record(None, "", f"{path}:{lineno}")  # counted as an empty document
-                    continue
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    raise InputError(
-                        f"{path}:{lineno}: not valid UTF-8 (byte {e.start} of the "
-                        f"line is {raw[e.start : e.start + 1]!r})"
-                    ) from None
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise InputError(
-                        f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})"
-                    ) from None
-                if not isinstance(obj, dict):
-                    raise InputError(
-                        f"{path}:{lineno}: expected a JSON object per line, got "
-                        f"{type(obj).__name__}"
-                    )
-                yield _record(obj, text_field, id_field, f"{path}:{lineno}")
-    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
-        raise InputError(f"{path}: truncated or corrupt gzip after line {lineno} ({e})") from None
-
-
-def _read_parquet(path: Path, text_field: str, id_field: str) -> Iterator[Record]:
-    try:
-        pf = pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as e:
-        raise InputError(f"{path}: not a readable Parquet file ({e})") from None
-    names = pf.schema_arrow.names
-    if text_field not in names:
-        raise InputError(
-            f"{path}: no text field '{text_field}'; columns present: "
-            f'{", ".join(names)} (set "text_field" in the blend)'
+def build(parents: list, config: dict[str, Any], work: Path, ctx: Context) -> dict[str, Any]:
+    """Stream the source into shards in `work`; resume the shards an earlier attempt sealed."""
+    if config.get("files"):
+        records = read_files(
+            [Path(p) for p in config["files"]],
+            config["format"],
+            config["text_field"],
+            config["id_field"],
         )
-    columns = [text_field] + ([id_field] if id_field in names else [])
-    row = 0
-    try:
-        for batch in pf.iter_batches(batch_size=DOCS_PER_ROW_GROUP, columns=columns):
-            for obj in batch.to_pylist():
-                yield _record(obj, text_field, id_field, f"{path}:row {row}")
-                row += 1
-    except (pa.ArrowException, OSError) as e:
-        raise InputError(f"{path}: unreadable Parquet data after row {row} ({e})") from None
-
-
-def _read_txt(path: Path, text_field: str, id_field: str) -> Iterator[Record]:
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise InputError(f"{path}:{line}: not valid UTF-8 (byte offset {e.start})") from None
-    yield Record(path.name, text, f"{path}:1")
-
-
-def _record(obj: dict, text_field: str, id_field: str, ref: str) -> Record:
-    if text_field not in obj:
-        raise InputError(
-            f"{ref}: no text field '{text_field}'; fields present: "
-            f'{", ".join(map(str, obj)) or "(none)"} (set "text_field" in the blend)'
+    else:
+        hf = config["hf"]
+        records = read_hub(
+            config["hf_path"],
+            hf["name"],
+            hf["split"],
+            hf["revision"],
+            hf["data_files"],
+            config["text_field"],
+            config["id_field"],
         )
-    doc_id = obj.get(id_field)
-    return Record(None if doc_id is None else str(doc_id), obj[text_field], ref)
-
-
-def read_hub(
-    path: str,
-    name: str | None,
-    split: str,
-    revision: str | None,
-    data_files: Any,
-    text_field: str,
-    id_field: str,
-) -> Iterator[Record]:
-    """Records streamed from a Hugging Face dataset (or a local folder `datasets` can load)."""
-    import datasets
-
-    try:
-        ds = datasets.load_dataset(
-            path, name=name, split=split, revision=revision, data_files=data_files, streaming=True
+    name, limit = config["dataset"], config["limit"]
+    layout = Layout(
+        **{k: config[k] for k in ("docs_per_shard", "docs_per_row_group") if k in config}
+    )
+    with ctx.bar(f"download {name}", limit, "chars") as bar:
+        stats = write_shards(records, work, name, limit, bar.advance, layout)
+    if stats["docs"] == 0:
+        skipped = ", ".join(f"{k}={v}" for k, v in stats["skipped"].items()) or "none"
+        raise PipeError(f"dataset {name!r}: no documents to keep (skipped: {skipped})")
+    if stats["reused_shards"]:
+        ctx.say(
+            f"download {name}: resumed, {stats['reused_shards']} of "
+            f"{stats['shards']} shards already written and verified"
         )
-    except Exception as e:  # datasets raises many types; all mean "cannot load this source"
-        raise InputError(f"hf dataset {path!r}: cannot load ({type(e).__name__}: {e})") from None
-    for index, obj in enumerate(ds):
-        yield _record(obj, text_field, id_field, f"{path}[{index}]")
+    stats["source"] = config.get("files") or [config["hf_path"]]
+    # The shard receipts stay in the artifact: a run killed while publishing then resumes with
+    # every shard verified instead of redoing them all.
+    return stats
+
+
+def rows(name: str, stats: dict[str, Any], status: str) -> Iterator[tuple]:
+    skipped = sum(stats.get("skipped", {}).values())
+    yield (
+        name,
+        status,
+        stats["docs"],
+        stats["chars"],
+        skipped,
+        stats["shards"],
+        stats.get("seconds", 0.0),
+    )
 
 
 def write_shards(
@@ -175,6 +111,7 @@ def write_shards(
     dataset: str,
     limit: int | None,
     on_progress: Callable[[int, int], None],
+    layout: Layout = Layout(),
 ) -> dict[str, Any]:
     """Write up to `limit` non-empty documents as Parquet shards in `out`; resume finished ones.
 
@@ -197,16 +134,16 @@ def write_shards(
         if not shard_done:
             doc_id = rec.id if rec.id is not None else f"{dataset}:{rec.ref}"
             rows.append((doc_id, text, dataset, rec.ref))
-        if counts.docs % DOCS_PER_SHARD == 0:
+        if counts.docs % layout.docs_per_shard == 0:
             reused += shard_done
             if not shard_done:
-                _write_shard(out, shard, rows)
+                _write_shard(out, shard, rows, layout.docs_per_row_group)
             shard, rows = shard + 1, []
             shard_done = _shard_is_done(out, shard)
-    if counts.docs % DOCS_PER_SHARD:
+    if counts.docs % layout.docs_per_shard:
         reused += shard_done
         if not shard_done:
-            _write_shard(out, shard, rows)
+            _write_shard(out, shard, rows, layout.docs_per_row_group)
         shard += 1
     _remove_stale_shards(out, shard)
     return {
@@ -245,11 +182,11 @@ def _shard_is_done(out: Path, i: int) -> bool:
     return bool(receipt) and path.is_file() and file_sha256(path) == receipt.get("sha256")
 
 
-def _write_shard(out: Path, i: int, rows: list[tuple[str, str, str, str]]) -> None:
+def _write_shard(out: Path, i: int, rows: list[tuple[str, str, str, str]], per_group: int) -> None:
     path = out / shard_name(i)
     tmp = path.with_suffix(".parquet.tmp")
     with writing(tmp), pq.ParquetWriter(tmp, SCHEMA, compression="zstd") as writer:
-        for group in _row_groups(rows):
+        for group in _row_groups(rows, per_group):
             columns = list(zip(*group, strict=True))
             writer.write_table(
                 pa.Table.from_arrays([pa.array(c, pa.string()) for c in columns], schema=SCHEMA)
@@ -262,13 +199,13 @@ def _write_shard(out: Path, i: int, rows: list[tuple[str, str, str, str]]) -> No
     maybe_die("download.shard_sealed")
 
 
-def _row_groups(rows: list) -> Iterator[list]:
-    """Row groups of at most DOCS_PER_ROW_GROUP docs or BYTES_PER_ROW_GROUP of text."""
+def _row_groups(rows: list, per_group: int) -> Iterator[list]:
+    """Row groups of at most `per_group` docs or BYTES_PER_ROW_GROUP of text."""
     group, size = [], 0
     for row in rows:
         group.append(row)
         size += len(row[1])
-        if len(group) >= DOCS_PER_ROW_GROUP or size >= BYTES_PER_ROW_GROUP:
+        if len(group) >= per_group or size >= BYTES_PER_ROW_GROUP:
             yield group
             maybe_die("download.row_group")
             group, size = [], 0

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from conftest import ROOT
 
-from pipeline.artifacts import Cache
-from stages.files import file_sha256, read_json
+from pipeline.cache import Cache
+from util.files import file_sha256, read_json
 
 # Small shards so that a 2,000-document corpus gives 20 download shards and 40 tokenize chunks.
 LAYOUT = {"PIPE_DOCS_PER_SHARD": "100", "PIPE_DOCS_PER_ROW_GROUP": "50"}
@@ -97,7 +97,7 @@ def snapshot(cache: Path) -> dict:
             for name, f in art.manifest["files"].items()
             if name != "blend.json"  # holds absolute paths: compared below, root replaced
         }
-        if art.stage == "blend":
+        if art.stage == "megatron_blend":
             snap["blend.json"] = (art.path / "blend.json").read_text().replace(str(root), "<root>")
     return snap
 

@@ -16,7 +16,7 @@ import pytest
 from conftest import _selfmade_corpus, make_text, make_tokenizer, write_jsonl
 from reliability import Run, run, snapshot
 
-from pipeline.artifacts import Cache
+from pipeline.cache import Cache
 
 
 def _blend(folder: Path, files: str, fmt: str | None = None, **split: float) -> Path:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, pipe
 
-from pipeline.blend import load_blend
-from pipeline.errors import PipeError
+from pipeline.blend_file import load_blend
+from util.errors import PipeError
 
 GOOD = {
     "name": "t",

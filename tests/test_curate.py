@@ -18,8 +18,8 @@ import pytest
 from conftest import HAVE_SHARED, SHARED_CORPORA, pipe
 from curate_corpus import CURATE, PLANTED, write_corpus
 
-from pipeline.blend import parse_blend
-from pipeline.errors import PipeError
+from pipeline.blend_file import parse_blend
+from util.errors import PipeError
 
 
 def _manifest(path: str | Path) -> dict:

@@ -61,7 +61,8 @@ def test_hf_source_streams_through_datasets_from_a_local_folder(tmp_path: Path) 
     rows = _rows(res.json)
     assert [r["text"] for r in rows] == [f"hub doc {i}" for i in range(5)]
     manifest = json.loads((Path(res.json["path"]) / "manifest.json").read_text())
-    assert manifest["config"]["hf"]["path"] == str(folder) and manifest["inputs"]
+    assert manifest["stats"]["source"] == [str(folder)]
+    assert [f["name"] for f in manifest["inputs"]] == ["train.parquet"]
 
 
 def test_cache_reuse_force_and_key_change_on_edit(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 from conftest import Corpus, _selfmade_corpus
 from reliability import assert_nothing_partial, run, snapshot, start, wait_gone
 
-from pipeline.artifacts import Cache
+from pipeline.cache import Cache
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_second_run_waits_for_the_first_then_reuses(small: Corpus, tmp_path: Pat
     assert f"waiting for pid {first.pid} on " in err2 and " building " in err2
     assert "waiting" not in err1
     assert_nothing_partial(tmp_path)
-    assert [x.stage for x in Cache(tmp_path).all()].count("blend") == 1
+    assert [x.stage for x in Cache(tmp_path).all()].count("megatron_blend") == 1
     assert not any((tmp_path / ".work").iterdir())
 
 

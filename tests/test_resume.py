@@ -27,7 +27,7 @@ from reliability import (
     wait_gone,
 )
 
-from pipeline.artifacts import Cache
+from pipeline.cache import Cache
 
 KILLED = -9
 
@@ -188,8 +188,8 @@ def test_tokenize_killed_again_and_again_resumes_identically(
         "tokenize.before_publish:1",  # (after redoing a merge whose output was damaged)
         "publish.tokenize:1",  # manifest written, rename not done
         "tokenize.merge_chunk:8",  # second dataset mid-merge (the first is published)
-        "blend.before_write:1",
-        "publish.blend:1",
+        "megatron_blend.before_write:1",
+        "publish.megatron_blend:1",
     ]
     for step, point in enumerate(chain):
         sealed = sealed_chunks(cache)

@@ -34,13 +34,41 @@ def built(corpus: Corpus, tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"cache": cache, "result": first.json, "err": first.err, "ray_tmp": ray_tmp}
 
 
-def test_no_ray_process_outlives_the_command(built: dict) -> None:
-    """Ray was started (its session folder exists) and everything it started is gone."""
-    assert list(built["ray_tmp"].rglob("session_*")), "the run did not start its own Ray"
+def test_tokenize_runs_in_process_without_ray(built: dict) -> None:
+    """Locally the engine uses every core itself: no Ray cluster is started."""
+    assert not list(built["ray_tmp"].rglob("session_*"))
+
+
+def _bins(cache: Path) -> dict[str, bytes]:
+    return {
+        f"{p.parent.name[:0]}{json.loads((p.parent / 'manifest.json').read_text())['name']}/"
+        f"{p.name}": p.read_bytes()
+        for p in sorted((cache / "tokenize").glob("*/*.[bi][id][nx]"))
+    }
+
+
+def test_ray_run_matches_and_leaves_no_process(built: dict, corpus: Corpus, tmp_path: Path) -> None:
+    """On Ray (`--ray-address local`: a cluster of its own) the bytes are the same as in
+    process, Ray was really used, and nothing it started outlives the command."""
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray puts sockets here
+    cache = tmp_path / "cache"
+    args = ("tokenize", "--blend", corpus.blend, "--limit", LIMIT, "--quiet", "--json")
+    res = pipe(
+        *args,
+        "--ray-address",
+        "local",
+        "--workers",
+        1,
+        cache=cache,
+        env={"RAY_TMPDIR": str(ray_tmp)},
+    )
+    assert res.code == 0, res.err
+    assert list(ray_tmp.rglob("session_*")), "the run did not start its own Ray"
+    assert _bins(cache) == _bins(built["cache"])
     left = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
-        if str(built["ray_tmp"]) in cmdline:
+        if str(ray_tmp) in cmdline:
             left.append(f"{proc.info['pid']}: {cmdline[:120]}")
     assert not left, "\n".join(left)
 
@@ -51,7 +79,7 @@ def _manifest(path: str | Path) -> dict:
 
 def test_json_output_names_the_artifact(built: dict) -> None:
     res = built["result"]
-    assert res["stage"] == "blend" and res["reused"] is False
+    assert res["stage"] == "megatron_blend" and res["reused"] is False
     assert Path(res["path"]).is_dir() and res["artifact"] == Path(res["path"]).name
     assert Path(res["blend_json"]).is_file()
 
@@ -80,7 +108,7 @@ def test_shards_hold_tokenizer_output_plus_eod(built: dict, corpus: Corpus) -> N
 
     tok = AutoTokenizer.from_pretrained(str(corpus.tokenizer))
     blend_art = _manifest(built["result"]["path"])
-    assert blend_art["config"]["eod_id"] == tok.eos_token_id
+    assert blend_art["stats"]["tokenizer"]["eod_id"] == tok.eos_token_id
     for token_key in blend_art["parents"]:
         tokens_dir = next(built["cache"].glob(f"tokenize/{token_key}"))
         tokens = _manifest(tokens_dir)
@@ -105,7 +133,7 @@ def test_shards_hold_tokenizer_output_plus_eod(built: dict, corpus: Corpus) -> N
 
 
 def _split_of(tokens_manifest: dict, doc_id: str) -> str:
-    from stages.tokenize import SplitPlan
+    from stages.splits import SplitPlan
 
     cfg = tokens_manifest["config"]
     return SplitPlan(cfg["valid"], cfg["test"], tokens_manifest["stats"]["forced"]).split_of(doc_id)
@@ -124,7 +152,7 @@ def test_blend_feeds_megatron_dataset_builder(built: dict, corpus: Corpus) -> No
     tokenizer = MegatronTokenizer.from_pretrained(
         tokenizer_path=str(corpus.tokenizer), metadata_path={"library": "huggingface"}
     )
-    assert tokenizer.eod == _manifest(built["result"]["path"])["config"]["eod_id"]
+    assert tokenizer.eod == _manifest(built["result"]["path"])["stats"]["tokenizer"]["eod_id"]
     config = GPTDatasetConfig(
         random_seed=1234,
         sequence_length=64,
@@ -223,7 +251,7 @@ def test_artifacts_commands_show_lineage(built: dict) -> None:
     assert ls.code == 0, ls.err
     rows = [json.loads(line) for line in ls.out.splitlines()]
     stages = {r["stage"] for r in rows}
-    assert {"download", "tokenize", "blend"} <= stages
+    assert {"download", "tokenize", "megatron_blend"} <= stages
     show = pipe("artifacts", "show", key[:8], cache=built["cache"])
     assert show.code == 0 and json.loads(show.out)["key"] == key
     path = pipe("artifacts", "path", key, cache=built["cache"])

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from conftest import _selfmade_corpus, pipe
 from test_train_data import write_prefix
 
-from pipeline.artifacts import Cache
+from pipeline.cache import Cache
 from pipeline.cli import main
 from training.data import blend_per_split
 
@@ -59,8 +59,8 @@ def test_dry_run_tokenizes_through_the_cache_and_prints_the_plan(corpus, tmp_pat
     assert plan["tokenizer"] == str(corpus.tokenizer.resolve())
     assert (plan["vocab_size"], plan["eod_id"]) == (600, 2)
     blend_json = Path(plan["blend_json"])
-    assert blend_json.is_file() and blend_json.parent.parent.name == "blend"
-    art = Cache(cache).get("blend", plan["data_artifact"])
+    assert blend_json.is_file() and blend_json.parent.parent.name == "megatron_blend"
+    art = Cache(cache).get("megatron_blend", plan["data_artifact"])
     assert art is not None and art.path / "blend.json" == blend_json  # lineage
     cmd = plan["torchrun"]
     assert "--nproc_per_node=8" in cmd and cmd[-3:-1] == ["-m", "training.entry"]
@@ -73,7 +73,7 @@ def test_dry_run_tokenizes_through_the_cache_and_prints_the_plan(corpus, tmp_pat
     # The same command again reuses the data artifact and plans the same run.
     again = pipe(*args, cache=cache)
     assert again.code == 0 and again.json["run_key"] == plan["run_key"]
-    # Pointing --blend at the artifact's blend.json gives the same plan without the runner.
+    # Pointing --blend at the artifact's blend.json gives the same plan without planning.
     direct = pipe(
         "train",
         "--blend",
@@ -93,7 +93,7 @@ def test_dry_run_tokenizes_through_the_cache_and_prints_the_plan(corpus, tmp_pat
 
 @pytest.fixture
 def artifact(tmp_path: Path, small_tokenizer: Path):
-    """A published blend artifact (real cache API) whose manifest claims `vocab`."""
+    """A published megatron blend (real cache API) whose manifest claims `vocab`."""
 
     def make(vocab: int = 600, eod: int = 2) -> Path:
         cache = Cache(tmp_path / "cache")
@@ -102,9 +102,16 @@ def artifact(tmp_path: Path, small_tokenizer: Path):
         (work / "blend.json").write_text(
             json.dumps({"train": [1.0, prefix], "valid": [], "test": []})
         )
-        config = {"tokenizer": str(small_tokenizer), "vocab_size": vocab, "eod_id": eod}
+        tokenizer = {"path": str(small_tokenizer), "vocab_size": vocab, "eod_id": eod}
         art = cache.publish(
-            "blend", f"blend{vocab}", work, name="t", config=config, parents=[], inputs={}, stats={}
+            "megatron_blend",
+            f"blend{vocab}",
+            work,
+            name="t",
+            config={},
+            parents=[],
+            inputs={},
+            stats={"tokenizer": tokenizer},
         )
         return art.path / "blend.json"
 

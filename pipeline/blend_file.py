@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import PipeError
 from stages.curate_config import CurateConfigError
 from stages.curate_config import normalize as normalize_curate
+from util.errors import PipeError
 
 FORMATS = ("jsonl", "parquet", "txt")
 BLEND_KEYS = {"name", "tokenizer", "split", "datasets", "description"}
@@ -60,7 +60,7 @@ class DatasetSpec:
 
 
 @dataclass(frozen=True)
-class Blend:
+class BlendFile:
     """A whole blend file, validated."""
 
     path: Path
@@ -71,7 +71,7 @@ class Blend:
     datasets: tuple[DatasetSpec, ...] = field(default_factory=tuple)
 
 
-def load_blend(path: str | Path) -> Blend:
+def load_blend(path: str | Path) -> BlendFile:
     """Read and validate a blend file; raise PipeError naming the file, key and fix."""
     path = Path(path)
     if not path.is_file():
@@ -83,7 +83,7 @@ def load_blend(path: str | Path) -> Blend:
     return parse_blend(raw, path)
 
 
-def parse_blend(raw: Any, path: Path) -> Blend:
+def parse_blend(raw: Any, path: Path) -> BlendFile:
     """Validate an already-parsed blend object; `path` anchors relative paths and messages."""
     where = str(path)
     if not isinstance(raw, dict):
@@ -107,7 +107,7 @@ def parse_blend(raw: Any, path: Path) -> Blend:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise PipeError(f"{where}: datasets[].name must be unique; repeated: {', '.join(dupes)}")
-    return Blend(path.resolve(), name, tokenizer, valid, test, specs)
+    return BlendFile(path.resolve(), name, tokenizer, valid, test, specs)
 
 
 def _parse_split(split: Any, where: str) -> tuple[float, float]:

@@ -1,4 +1,5 @@
-"""The artifact cache: content-addressed keys, manifests, locks and atomic publish.
+"""The artifact cache: content-addressed keys, manifests, locks, atomic publish, and `ensure`,
+the one path every stage's output takes (reuse it, or lock, build and publish it).
 
 Layout under the cache root:
     <stage>/<key>/            a published artifact; complete iff manifest.json is there
@@ -25,9 +26,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import PipeError
-from stages.faults import maybe_die
-from stages.files import atomic_write_json, file_sha256, read_json
+from util.errors import PipeError
+from util.faults import maybe_die
+from util.files import atomic_write_json, file_sha256, read_json
+from util.timing import Stopwatch
 
 MANIFEST = "manifest.json"
 
@@ -63,6 +65,38 @@ class Artifact:
     stage: str
     path: Path
     manifest: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What `ensure` gave: the artifact, or (unfinished) the work folder a rerun resumes."""
+
+    stage: str
+    key: str
+    path: Path
+    stats: dict[str, Any]
+    reused: bool
+    artifact: Artifact | None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Request:
+    """One artifact to ensure: everything its key hashes, plus its name for people."""
+
+    stage: str
+    version: int
+    name: str
+    config: dict[str, Any]
+    parents: tuple[str, ...] = ()
+    inputs: Any = None
+
+    @property
+    def key(self) -> str:
+        return make_key(self.stage, self.version, self.config, list(self.parents), self.inputs)
+
+
+Build = Callable[[Path], dict[str, Any]]
 
 
 class Cache:
@@ -232,3 +266,45 @@ class Cache:
         else:
             work.rename(final)
         return Artifact(key, stage, final, manifest)
+
+    def ensure(
+        self,
+        req: Request,
+        build: Build,
+        *,
+        force: bool = False,
+        resumable: bool = True,
+        say: Callable[[str], None] = print,
+    ) -> Outcome:
+        """The one cache path: usable? -> lock -> usable? (built while we waited) -> work dir ->
+        build -> publish. `build(work)` returns stats; stats with "unfinished" set are kept in
+        the work folder (a rerun resumes there) and not published. `resumable` stages keep
+        what an interrupted attempt left in the work folder; others start it empty."""
+        key = req.key
+        if not force and (art := self.usable(req.stage, key, say)):
+            return _outcome(art, reused=True)
+        with self.lock(key, say):
+            if not force and (art := self.usable(req.stage, key)):
+                return _outcome(art, reused=True)
+            clock = Stopwatch()
+            work = self.work_dir(key, fresh=force or not resumable)
+            stats = build(work)
+            if stats.get("unfinished"):
+                return Outcome(req.stage, key, work, stats, False, None, clock.seconds)
+            maybe_die(f"{req.stage}.before_publish")
+            stats["seconds"] = round(clock.seconds, 3)
+            art = self.publish(
+                req.stage,
+                key,
+                work,
+                name=req.name,
+                config=req.config,
+                parents=list(req.parents),
+                inputs=req.inputs,
+                stats=stats,
+            )
+            return _outcome(art, reused=False, seconds=clock.seconds)
+
+
+def _outcome(art: Artifact, reused: bool, seconds: float = 0.0) -> Outcome:
+    return Outcome(art.stage, art.key, art.path, art.manifest["stats"], reused, art, seconds)

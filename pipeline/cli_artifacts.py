@@ -1,0 +1,91 @@
+"""`pipe artifacts`: list, show, locate and verify what the cache holds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from pipeline.cache import Cache, default_root
+from pipeline.cli_common import cache_dir_option, user_errors
+from util.errors import PipeError
+
+_user_errors = user_errors()
+
+
+@click.group()
+def artifacts() -> None:
+    """Inspect the artifact cache."""
+
+
+@artifacts.command("ls")
+@cache_dir_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per artifact.")
+@_user_errors
+def artifacts_ls(cache_dir: Path | None, as_json: bool) -> None:
+    """List published artifacts, oldest first."""
+    from rich.console import Console
+    from rich.table import Table
+
+    found = Cache(cache_dir or default_root()).all()
+    if as_json:
+        for a in found:
+            click.echo(
+                json.dumps(
+                    {
+                        "artifact": a.key,
+                        "stage": a.stage,
+                        "name": a.manifest.get("name"),
+                        "path": str(a.path),
+                        "parents": a.manifest.get("parents", []),
+                        "created": a.manifest.get("created"),
+                    }
+                )
+            )
+        return
+    table = Table()
+    for col in ("key", "stage", "name", "created", "MB", "parents"):
+        table.add_column(col)
+    for a in found:
+        size = sum(f["bytes"] for f in a.manifest.get("files", {}).values()) / 1e6
+        table.add_row(
+            a.key,
+            a.stage,
+            str(a.manifest.get("name")),
+            a.manifest.get("created", ""),
+            f"{size:,.1f}",
+            " ".join(p[:8] for p in a.manifest.get("parents", [])),
+        )
+    Console().print(table)
+
+
+@artifacts.command("show")
+@click.argument("key")
+@cache_dir_option
+@_user_errors
+def artifacts_show(key: str, cache_dir: Path | None) -> None:
+    """Print an artifact's manifest (lineage, config, stats, file checksums)."""
+    click.echo(json.dumps(Cache(cache_dir or default_root()).find(key).manifest, indent=2))
+
+
+@artifacts.command("path")
+@click.argument("key")
+@cache_dir_option
+@_user_errors
+def artifacts_path(key: str, cache_dir: Path | None) -> None:
+    """Print an artifact's folder (a key prefix is enough)."""
+    click.echo(str(Cache(cache_dir or default_root()).find(key).path))
+
+
+@artifacts.command("verify")
+@click.argument("key")
+@cache_dir_option
+@_user_errors
+def artifacts_verify(key: str, cache_dir: Path | None) -> None:
+    """Re-hash every file of an artifact against its manifest; exit 1 naming what differs."""
+    cache = Cache(cache_dir or default_root())
+    art = cache.find(key)
+    if problems := cache.problems(art, full=True):
+        raise PipeError(f"{art.stage} {art.key}: {'; '.join(problems)}")
+    click.echo(f"{art.stage} {art.key}: {len(art.manifest['files'])} files match their sha256")

@@ -1,0 +1,54 @@
+"""What a build may ask for: the reporter, and a Ray cluster started lazily, at most once.
+
+One Context lives for one command. Ray starts the first time a build asks for it (curate
+always; tokenize only on a cluster, `--ray-address`) and stops when the command ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.cluster import ray_cluster
+from pipeline.report import Bar, Reporter
+
+
+@dataclass
+class Context:
+    reporter: Reporter = field(default_factory=Reporter)
+    ray_address: str | None = None
+    workers: int | None = None
+    ray_starts: int = 0
+    _stack: ExitStack = field(default_factory=ExitStack)
+    _ray: Any = None
+
+    def say(self, message: str) -> None:
+        self.reporter.say(message)
+
+    @contextmanager
+    def bar(self, label: str, total: int | None, unit_name: str = "tokens") -> Iterator[Bar]:
+        with self.reporter.bar(label, total, unit_name) as bar:
+            yield bar
+
+    @property
+    def show_progress(self) -> bool:
+        return self.reporter.live
+
+    def ray(self) -> Any:
+        if self._ray is None:
+            self._ray = self._stack.enter_context(ray_cluster(self.ray_address, self.workers))
+            self.ray_starts += 1
+        return self._ray
+
+    def close(self) -> None:
+        """Stop what this command started (Ray), once."""
+        self._stack.close()
+        self._ray = None
+
+    def __enter__(self) -> Context:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

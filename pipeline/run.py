@@ -1,0 +1,63 @@
+"""Walk the steps a command needs: reuse what the cache holds, build the rest, parents first.
+
+Every artifact goes through `Cache.ensure` (the one cache path); the stage module named by the
+step builds it. A step's parents are ensured only when the step itself must be built, so a full
+cache hit touches nothing but manifests.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from pipeline.cache import Artifact, Cache, Outcome
+from pipeline.context import Context
+from pipeline.plan import Step
+
+# The stages, by the name their artifacts carry. Imported when first run: curate and train
+# pull in NeMo Curator and Megatron-Bridge, which a command that does not need them never pays.
+STAGES = {
+    "download": "stages.download",
+    "curate": "stages.curate",
+    "tokenize": "stages.tokenize",
+    "megatron_blend": "stages.megatron_blend",
+    "train": "stages.train",
+}
+
+
+def stage_module(name: str) -> ModuleType:
+    return importlib.import_module(STAGES[name])
+
+
+def ensure(step: Step | Artifact, cache: Cache, ctx: Context, force: set[str]) -> Outcome:
+    """Reuse or build `step` (its parents first, when it must be built)."""
+    if isinstance(step, Artifact):
+        return Outcome(step.stage, step.key, step.path, step.manifest["stats"], True, step)
+    module = stage_module(step.stage)
+
+    def build(work):  # noqa: ANN001, ANN202 (Cache.ensure's Build)
+        parents = [_artifact(ensure(p, cache, ctx, force)) for p in step.parents]
+        return module.build(parents, step.request.config | step.runtime, work, ctx)
+
+    return cache.ensure(
+        step.request,
+        build,
+        force=step.stage in force,
+        resumable=module.RESUMABLE,
+        say=ctx.say,
+    )
+
+
+def _artifact(outcome: Outcome) -> Artifact:
+    assert outcome.artifact is not None, f"{outcome.stage} {outcome.key} did not finish"
+    return outcome.artifact
+
+
+def summarise(ctx: Context, stage: str, outcomes: list[Outcome]) -> None:
+    """One table of the stage's rows (as its module shapes them) for these outcomes."""
+    module = stage_module(stage)
+    for o in outcomes:
+        name = o.artifact.manifest["name"] if o.artifact else o.key
+        for row in module.rows(name, o.stats, "reused" if o.reused else "built"):
+            ctx.reporter.add_row(*row)
+    ctx.reporter.summary(stage, module.COLUMNS)

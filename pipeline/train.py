@@ -1,0 +1,89 @@
+"""Plan and run `pipe train`: the data artifact it trains on, the launch plan, the run step.
+
+The data side goes through the same planner and cache as `pipe tokenize` (the blend file's
+megatron blend, made if missing); the run itself is the train stage's artifact.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pipeline.blend_file import load_blend
+from pipeline.cache import MANIFEST, Artifact, Cache, Outcome, Request
+from pipeline.context import Context
+from pipeline.fingerprint import HashMemo
+from pipeline.plan import Options, Planner, Step
+from pipeline.run import ensure
+from stages import megatron_blend, train
+from training.data import check_blend_json
+from training.plan import DataSource, TrainPlan, place
+from util.errors import PipeError
+
+MOCK_VOCAB = 131072
+MOCK = DataSource(
+    blend_json=None, tokenizer="NullTokenizer", vocab_size=MOCK_VOCAB, eod_id=MOCK_VOCAB - 1
+)
+
+
+def published_blend(blend_json: Path) -> Artifact | None:
+    """The published megatron blend a blend.json belongs to, if it is one."""
+    manifest_path = blend_json.parent / MANIFEST
+    if blend_json.name != megatron_blend.BLEND_JSON or not manifest_path.is_file():
+        return None
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("stage") != megatron_blend.NAME:
+        return None
+    return Artifact(manifest["key"], megatron_blend.NAME, blend_json.parent.resolve(), manifest)
+
+
+def data_step(blend_path: Path, cache: Cache, opts: Options) -> Step | Artifact:
+    """What `--blend` names: a published blend.json as it is, or a blend file's plan."""
+    art = published_blend(blend_path)
+    if art is not None:
+        if opts.tokenizer or opts.limit:
+            raise PipeError(
+                f"{blend_path} is already tokenized; --tokenizer/--limit apply to blend files only"
+            )
+        return art
+    planner = Planner(load_blend(blend_path), opts, HashMemo(cache.root / ".hashes.json"))
+    return planner.megatron_blend()[0]
+
+
+def data_source(art: Artifact) -> tuple[DataSource, str]:
+    """The training side's view of a megatron blend, and its name."""
+    blend_json = art.path / megatron_blend.BLEND_JSON
+    check_blend_json(blend_json)
+    tok = art.manifest["stats"]["tokenizer"]
+    source = DataSource(
+        blend_json=str(blend_json),
+        tokenizer=tok["path"],
+        vocab_size=int(tok["vocab_size"]),
+        eod_id=int(tok["eod_id"]),
+        artifact=art.key,
+    )
+    return source, str(art.manifest.get("name") or art.key)
+
+
+def run_step(plan: TrainPlan, data: Artifact | None, name: str) -> Step:
+    parents = (data,) if data else ()
+    request = Request(
+        train.NAME, train.VERSION, name, plan.identity(), tuple(p.key for p in parents)
+    )
+    return Step(request, parents, {"plan": plan.as_dict(), "run_key": request.key})
+
+
+def where_it_runs(step: Step, cache: Cache, fresh: bool) -> TrainPlan:
+    """The plan bound to the run's folder (published, or in the work area), for --dry-run."""
+    done = cache.get(train.NAME, step.key)
+    folder = done.path if done and not fresh else cache.root / ".work" / step.key
+    return place(TrainPlan(**step.runtime["plan"]), folder, step.key)
+
+
+def run(step: Step, cache: Cache, ctx: Context, fresh: bool) -> Outcome:
+    plan = TrainPlan(**step.runtime["plan"])
+    if plan.nnodes > 1 and plan.rendezvous["node_rank"] != 0:
+        work = cache.root / ".work" / step.key
+        train.follow(step.runtime["plan"], work, step.key)
+        return Outcome(train.NAME, step.key, work, {}, False, None)
+    return ensure(step, cache, ctx, force={train.NAME} if fresh else set())
