@@ -15,7 +15,11 @@ from typing import Any
 
 from pipeline.blend_file import load_blend
 from pipeline.cache import Cache
+from pipeline.context import Context
+from pipeline.fingerprint import HashMemo
+from pipeline.plan import Options, Planner
 from pipeline.report import Reporter
+from pipeline.run import ensure
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "gcide.jsonl.gz"
 
@@ -27,24 +31,19 @@ def bench_curate(
     workers: int | None = None,
 ) -> dict[str, Any]:
     """Curate `corpus_path` (jsonl with id/text) in a scratch cache; docs/s and what was removed."""
-    from pipeline.runner import Options, Runner
-
     with tempfile.TemporaryDirectory(prefix="pipe-bench-curate-") as tmp:
         blend_path = Path(tmp) / "blend.json"
         dataset = {"name": "bench", "files": str(corpus_path.resolve()), "curate": curate or {}}
         blend_path.write_text(json.dumps({"name": "bench", "datasets": [dataset]}))
-        opts = Options(
-            cache=Cache(Path(tmp) / "cache"),
-            reporter=Reporter(quiet=True),
-            limit=limit,
-            workers=workers,
-        )
-        runner = Runner(load_blend(blend_path), opts)
-        runner.download()
-        start = time.perf_counter()
-        (outcome,) = runner.curate(force=True)
-        seconds = time.perf_counter() - start
-    stats = outcome.artifact.manifest["stats"]
+        cache = Cache(Path(tmp) / "cache")
+        planner = Planner(load_blend(blend_path), Options(limit=limit), HashMemo(cache.root / "m"))
+        (spec,) = planner.blend.datasets
+        with Context(Reporter(quiet=True), workers=workers) as ctx:
+            ensure(planner.download(spec), cache, ctx, set())
+            start = time.perf_counter()
+            outcome = ensure(planner.curate(spec), cache, ctx, {"curate"})
+            seconds = time.perf_counter() - start
+    stats = outcome.stats
     return {
         "corpus": str(corpus_path),
         "docs_in": stats["docs_in"],

@@ -14,24 +14,20 @@ and any change of input gives a new key. Nothing under .work is ever listed or r
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import json
 import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.artifact import MANIFEST, Artifact, Build, Outcome, Request
 from util.errors import PipeError
 from util.faults import maybe_die
 from util.files import atomic_write_json, file_sha256, read_json
 from util.timing import Stopwatch
-
-MANIFEST = "manifest.json"
 
 
 def default_root() -> Path:
@@ -40,63 +36,6 @@ def default_root() -> Path:
         return Path(os.environ["PIPE_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "pipe"
-
-
-def make_key(stage: str, version: int, config: dict, parents: list[str], inputs: Any) -> str:
-    """Hash of the stage, its version, normalised config, parent keys and input fingerprints."""
-    body = json.dumps(
-        {
-            "stage": stage,
-            "version": version,
-            "config": config,
-            "parents": parents,
-            "inputs": inputs,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-        default=str,
-    )
-    return hashlib.sha256(body.encode()).hexdigest()[:20]
-
-
-@dataclass(frozen=True)
-class Artifact:
-    key: str
-    stage: str
-    path: Path
-    manifest: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What `ensure` gave: the artifact, or (unfinished) the work folder a rerun resumes."""
-
-    stage: str
-    key: str
-    path: Path
-    stats: dict[str, Any]
-    reused: bool
-    artifact: Artifact | None
-    seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class Request:
-    """One artifact to ensure: everything its key hashes, plus its name for people."""
-
-    stage: str
-    version: int
-    name: str
-    config: dict[str, Any]
-    parents: tuple[str, ...] = ()
-    inputs: Any = None
-
-    @property
-    def key(self) -> str:
-        return make_key(self.stage, self.version, self.config, list(self.parents), self.inputs)
-
-
-Build = Callable[[Path], dict[str, Any]]
 
 
 class Cache:

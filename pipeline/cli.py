@@ -10,8 +10,9 @@ from typing import Any
 
 import click
 
+from pipeline.artifact import Outcome
 from pipeline.blend_file import load_blend
-from pipeline.cache import Cache, Outcome, default_root
+from pipeline.cache import Cache, default_root
 from pipeline.cli_common import cache_dir_option, user_errors
 from pipeline.context import Context
 from pipeline.fingerprint import HashMemo
@@ -224,10 +225,15 @@ def tokenize(
     ctx = Context(Reporter(quiet=quiet), ray_address=ray_address, workers=workers)
     with ctx:
         force_stages = {"tokenize", "megatron_blend"} if force else set()
-        tokens = _run_all(token_steps, cache, ctx, force_stages)
+        # The megatron blend's build ensures its tokenize parents, all under its lock, so a
+        # second run of the same blend file waits for the first and then reuses everything.
+        outcome = ensure(blend_step, cache, ctx, force_stages)
+        tokens = [ctx.outcomes.get(s.key) or ensure(s, cache, ctx, set()) for s in token_steps]
         summarise(ctx, "tokenize", tokens)
-        (outcome,) = _run_all([blend_step], cache, ctx, force_stages)
-    payload = _payload(outcome) | {"blend_json": str(outcome.path / BLEND_JSON)}
+    payload = _payload(outcome) | {
+        "blend_json": str(outcome.path / BLEND_JSON),
+        "reused": all(o.reused for o in [*tokens, outcome]),
+    }
     _emit(payload, as_json)
     if not as_json:
         click.echo(f"blend.json: {payload['blend_json']}")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import click
 
-from pipeline.cache import Cache, Outcome, default_root
+from pipeline.artifact import Outcome
+from pipeline.cache import Cache, default_root
 from pipeline.cli_common import cache_dir_option, user_errors
 from pipeline.context import Context
 from pipeline.plan import Options

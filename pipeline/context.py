@@ -11,6 +11,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.artifact import Outcome
 from pipeline.cluster import ray_cluster
 from pipeline.report import Bar, Reporter
 
@@ -21,6 +22,7 @@ class Context:
     ray_address: str | None = None
     workers: int | None = None
     ray_starts: int = 0
+    outcomes: dict[str, Outcome] = field(default_factory=dict)  # by key, as first ensured
     _stack: ExitStack = field(default_factory=ExitStack)
     _ray: Any = None
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.artifact import Artifact, Request
 from pipeline.blend_file import BlendFile, DatasetSpec
-from pipeline.cache import Artifact, Request
 from pipeline.fingerprint import HashMemo, files_fingerprint, hub_dataset_revision
 from pipeline.fingerprint import resolve_tokenizer as fingerprint_tokenizer
 from stages import curate as curate_stage

@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from pipeline.cache import Artifact, Cache, Outcome
+from pipeline.artifact import Artifact, Outcome
+from pipeline.cache import Cache
 from pipeline.context import Context
 from pipeline.plan import Step
 
@@ -39,13 +40,27 @@ def ensure(step: Step | Artifact, cache: Cache, ctx: Context, force: set[str]) -
         parents = [_artifact(ensure(p, cache, ctx, force)) for p in step.parents]
         return module.build(parents, step.request.config | step.runtime, work, ctx)
 
-    return cache.ensure(
+    stale = getattr(module, "LINKS_PARENTS", False) and not _links_hold(step, cache, ctx)
+    outcome = cache.ensure(
         step.request,
         build,
-        force=step.stage in force,
+        force=step.stage in force or stale,
         resumable=module.RESUMABLE,
         say=ctx.say,
     )
+    return ctx.outcomes.setdefault(step.key, outcome)
+
+
+def _links_hold(step: Step, cache: Cache, ctx: Context) -> bool:
+    """For a stage whose output names its parents' files (blend.json lists tokenize prefixes):
+    reusable only while those parents are whole and where it says (not in a moved cache)."""
+    art = cache.get(step.stage, step.key)
+    if art is None:
+        return True
+    here = [str(cache.path_of(p.stage, p.key)) for p in step.parents]
+    if art.manifest["stats"].get("links") != here:
+        return False
+    return all(cache.usable(p.stage, p.key, ctx.say) for p in step.parents)
 
 
 def _artifact(outcome: Outcome) -> Artifact:

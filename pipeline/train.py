@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pipeline.artifact import MANIFEST, Artifact, Outcome, Request
 from pipeline.blend_file import load_blend
-from pipeline.cache import MANIFEST, Artifact, Cache, Outcome, Request
+from pipeline.cache import Cache
 from pipeline.context import Context
 from pipeline.fingerprint import HashMemo
 from pipeline.plan import Options, Planner, Step

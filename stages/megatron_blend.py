@@ -22,6 +22,7 @@ from util.faults import maybe_die
 NAME = "megatron_blend"
 VERSION = 2
 RESUMABLE = False
+LINKS_PARENTS = True  # blend.json names the tokenize artifacts' files: whole only while they are
 COLUMNS = ("split", "datasets", "docs", "tokens")
 BLEND_JSON = "blend.json"
 
@@ -29,7 +30,10 @@ BLEND_JSON = "blend.json"
 def build(parents: list, config: dict[str, Any], work: Path, ctx: Context) -> dict[str, Any]:
     weights, fractions = config["weights"], {"train": 1.0} | config["split"]
     per_split: dict[str, list] = {}
-    stats: dict[str, Any] = {"tokenizer": parents[0].manifest["stats"]["tokenizer"]}
+    stats: dict[str, Any] = {
+        "tokenizer": parents[0].manifest["stats"]["tokenizer"],
+        "links": [str(t.path) for t in parents],
+    }
     for split in SPLITS:
         entries = [t for t in parents if t.manifest["stats"][split]["docs"] > 0]
         if fractions[split] > 0 and not entries:

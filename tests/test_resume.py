@@ -236,7 +236,9 @@ def test_tokenize_driver_killed_at_random_time_leaves_no_ray_processes(
     would linger about a minute, and the resumed run ends them before starting its own
     cluster. The resumed run then finishes identically."""
     assert _download(small, tmp_path).code == 0
-    proc, marker = start(["tokenize", "--blend", small.blend, "--quiet"], tmp_path)
+    proc, marker = start(
+        ["tokenize", "--blend", small.blend, "--quiet", "--ray-address", "local"], tmp_path
+    )
     deadline = time.monotonic() + 120
     while not any("raylet" in p for p in processes_of(marker)):
         assert time.monotonic() < deadline and proc.poll() is None, "Ray never started"
@@ -246,7 +248,7 @@ def test_tokenize_driver_killed_at_random_time_leaves_no_ray_processes(
     proc.communicate()
     agents = [p for p in processes_of(marker) if "Agent" in p]  # these linger ~60 s
     assert_nothing_partial(tmp_path)
-    done = run(["tokenize", "--blend", small.blend, "--quiet"], tmp_path)
+    done = run(["tokenize", "--blend", small.blend, "--quiet", "--ray-address", "local"], tmp_path)
     assert done.code == 0, done.err
     assert processes_of(marker) == [], "Ray processes of the killed run outlived the resume"
     if agents:

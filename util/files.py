@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -52,4 +53,6 @@ def writing(path: Path) -> Iterator[None]:
     except OSError as e:
         if e.filename:
             raise
+        if e.errno is None and "requested and" in str(e):  # numpy's short write: a full disk
+            raise OSError(errno.ENOSPC, f"No space left on device ({e})", str(path)) from None
         raise OSError(e.errno, e.strerror or str(e), str(path)) from None

@@ -1,0 +1,178 @@
+"""Stages and the cache path called directly, without the CLI (each as pipeline/run.py does)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import write_jsonl
+
+from pipeline.artifact import Request
+from pipeline.cache import Cache
+from pipeline.context import Context
+from pipeline.report import Reporter
+from stages import download, megatron_blend, tokenize
+from stages.encoder import choose, tokenizer_facts
+from stages.readers import read_files
+from util.errors import InputError
+
+
+def _ctx() -> Context:
+    return Context(Reporter(quiet=True))
+
+
+# ---- the one cache path -----------------------------------------------------------------------
+def test_ensure_builds_once_then_reuses(tmp_path: Path) -> None:
+    cache, calls = Cache(tmp_path), []
+
+    def build(work: Path) -> dict:
+        calls.append(work)
+        (work / "out.txt").write_text("x" * 10)
+        return {"docs": 1}
+
+    req = Request("demo", 1, "d", {"a": 1})
+    first = cache.ensure(req, build, say=lambda m: None)
+    again = cache.ensure(req, build, say=lambda m: None)
+    assert (first.reused, again.reused) == (False, True) and len(calls) == 1
+    assert again.artifact.manifest["files"]["out.txt"]["bytes"] == 10
+    assert first.stats["docs"] == 1 and "seconds" in first.stats
+    forced = cache.ensure(req, build, force=True, say=lambda m: None)
+    assert not forced.reused and len(calls) == 2 and forced.key == first.key
+
+
+def test_ensure_rebuilds_a_damaged_artifact_and_says_so(tmp_path: Path) -> None:
+    cache, said = Cache(tmp_path), []
+
+    def build(work: Path) -> dict:
+        (work / "out.txt").write_text("hello")
+        return {}
+
+    req = Request("demo", 1, "d", {})
+    art = cache.ensure(req, build, say=said.append).artifact
+    (art.path / "out.txt").write_text("hel")  # truncated
+    again = cache.ensure(req, build, say=said.append)
+    assert not again.reused and (again.path / "out.txt").read_text() == "hello"
+    assert "damaged in the cache (out.txt has 3 bytes, the manifest says 5)" in said[0]
+
+
+def test_unfinished_builds_stay_in_work_and_resume(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+
+    def build(work: Path) -> dict:
+        step = len(list(work.glob("step-*")))
+        (work / f"step-{step}").write_text("")
+        return {"steps": step + 1} | ({} if step else {"unfinished": True})
+
+    req = Request("demo", 1, "d", {})
+    first = cache.ensure(req, build, say=print)
+    assert first.artifact is None and first.path == tmp_path / ".work" / req.key
+    assert cache.get("demo", req.key) is None
+    second = cache.ensure(req, build, say=print)
+    assert second.artifact is not None and second.stats["steps"] == 2  # kept the first step
+
+
+def test_keys_change_with_config_parents_inputs_and_version() -> None:
+    base = Request("s", 1, "n", {"a": 1}, ("p",), {"f": 1})
+    variants = [
+        Request("s", 2, "n", {"a": 1}, ("p",), {"f": 1}),
+        Request("s", 1, "n", {"a": 2}, ("p",), {"f": 1}),
+        Request("s", 1, "n", {"a": 1}, ("q",), {"f": 1}),
+        Request("s", 1, "n", {"a": 1}, ("p",), {"f": 2}),
+    ]
+    assert len({base.key, *(v.key for v in variants)}) == 5
+    assert Request("s", 1, "other name", {"a": 1}, ("p",), {"f": 1}).key == base.key
+
+
+# ---- download's readers and shard writer ----------------------------------------------------
+def test_readers_name_file_and_line(tmp_path: Path) -> None:
+    good = tmp_path / "a.jsonl.gz"
+    with gzip.open(good, "wt") as f:
+        f.write(json.dumps({"id": 1, "text": "one"}) + "\n" + json.dumps({"text": "two"}) + "\n")
+    txt = tmp_path / "b.txt"
+    txt.write_text("whole file")
+    recs = list(read_files([good], "jsonl", "text", "id")) + list(
+        read_files([txt], "txt", "text", "id")
+    )
+    assert [(r.id, r.text) for r in recs] == [("1", "one"), (None, "two"), ("b.txt", "whole file")]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok"}\n{"text": oops}\n')
+    with pytest.raises(InputError, match=r"bad.jsonl:2: malformed JSON"):
+        list(read_files([bad], "jsonl", "text", "id"))
+
+
+def _download(tmp_path: Path, n: int = 120) -> tuple[Cache, object]:
+    data = write_jsonl(tmp_path / "d.jsonl", n, 3, "doc")
+    cache = Cache(tmp_path / "cache")
+    config = {
+        "dataset": "d",
+        "text_field": "text",
+        "id_field": "id",
+        "limit": None,
+        "format": "jsonl",
+        "docs_per_shard": 50,
+        "docs_per_row_group": 20,
+    }
+    req = Request(download.NAME, download.VERSION, "d", config)
+    runtime = {"files": [str(data)]}
+    out = cache.ensure(req, lambda w: download.build([], config | runtime, w, _ctx()), say=print)
+    return cache, out.artifact
+
+
+def test_download_build_writes_shards_of_the_layout(tmp_path: Path) -> None:
+    _, art = _download(tmp_path)
+    assert art.manifest["stats"]["docs"] == 120 and art.manifest["stats"]["shards"] == 3
+    import pyarrow.parquet as pq
+
+    groups = [pq.ParquetFile(p).metadata.num_row_groups for p in sorted(art.path.glob("*.parquet"))]
+    assert groups == [3, 3, 1]
+
+
+# ---- tokenize's build and merge -------------------------------------------------------------
+def test_tokenize_build_and_megatron_blend(tmp_path: Path, small_tokenizer: Path) -> None:
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+    from tokenizers import Tokenizer
+
+    cache, source = _download(tmp_path)
+    where = str(small_tokenizer)
+    config = {
+        "dataset": "d",
+        "valid": 0.05,
+        "test": 0.05,
+        "limit": None,
+        "tokenizer_sha256": "x",
+        "engine": choose("auto", where),
+        "tokenizer": where,
+    }
+    req = Request(tokenize.NAME, tokenize.VERSION, "d", config, (source.key,))
+    art = cache.ensure(req, lambda w: tokenize.build([source], config, w, _ctx()), say=print)
+    stats = art.stats
+    assert sum(stats[s]["docs"] for s in ("train", "valid", "test")) == 120
+    assert stats["tokenizer"]["eod_id"] == tokenizer_facts(where)["eod_id"] == 2
+    assert not (art.path / "chunks").exists()  # merged, then dropped
+    tok = Tokenizer.from_file(str(small_tokenizer / "tokenizer.json"))
+    import pyarrow.parquet as pq
+
+    texts = {
+        r["id"]: r["text"] for r in pq.read_table(sorted(source.path.glob("*.parquet"))).to_pylist()
+    }
+    ds = IndexedDataset(str(art.path / "train"))
+    assert len(ds) == stats["train"]["docs"]
+    first = ds[0].tolist()
+    want = [tok.encode(t, add_special_tokens=False).ids + [2] for t in texts.values()]
+    assert first in want and all(ds[i][-1] == 2 for i in range(len(ds)))
+    assert int(np.sum(ds.sequence_lengths)) == stats["train"]["tokens"]
+    blend_cfg = {
+        "name": "b",
+        "weights": {"d": 1.0},
+        "split": {"valid": 0.05, "test": 0.05},
+        "blend_file": str(tmp_path / "d.jsonl"),
+    }
+    breq = Request(megatron_blend.NAME, megatron_blend.VERSION, "b", blend_cfg, (art.key,))
+    blend = cache.ensure(
+        breq, lambda w: megatron_blend.build([art.artifact], blend_cfg, w, _ctx()), say=print
+    )
+    per_split = json.loads((blend.path / "blend.json").read_text())
+    assert per_split["train"] == [1.0, str(art.path / "train")]
