@@ -57,6 +57,13 @@ class Cache:
                 f"PIPE_CACHE to a writable folder"
             )
 
+    @classmethod
+    def existing(cls, root: Path) -> Cache:
+        """A cache that must already exist (for commands that only read or remove)."""
+        if not root.expanduser().is_dir():
+            raise PipeError(f"no artifact cache at {root} (pass --cache-dir or set PIPE_CACHE)")
+        return cls(root)
+
     def path_of(self, stage: str, key: str) -> Path:
         return self.root / stage / key
 
@@ -227,7 +234,12 @@ class Cache:
                 return _outcome(art, reused=True)
             clock = Stopwatch()
             work = self.work_dir(key, fresh=force or not resumable)
-            stats = build(work)
+            try:
+                stats = build(work)
+            except BaseException:
+                if not any(work.iterdir()):
+                    work.rmdir()  # a failed run leaves no empty folder behind
+                raise
             if stats.get("unfinished"):
                 return Outcome(req.stage, key, work, stats, False, None, clock.seconds)
             maybe_die(f"{req.stage}.before_publish")

@@ -22,6 +22,13 @@ def user_errors(*more: type[Exception]) -> Callable[[Callable], Callable]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 return fn(*args, **kwargs)
+            except KeyboardInterrupt:
+                click.echo(
+                    "interrupted: run the same command again to resume (sealed shards and "
+                    "chunks are kept; nothing partial was published)",
+                    err=True,
+                )
+                sys.exit(130)
             except known as e:
                 click.echo(f"error: {e}", err=True)
                 sys.exit(1)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Iterator
@@ -56,11 +57,21 @@ def ray_cluster(address: str | None, num_cpus: int | None) -> Iterator[Any]:
                 logging_level=logging.WARNING,
                 object_store_memory=128 << 20,
             )
+    session = _session_dir(ray) if started and not address else None
     try:
         yield ray
     finally:
         if started:
             ray.shutdown()
+        if session:  # logs and sockets of a cluster we started and stopped: ours to remove
+            shutil.rmtree(session, ignore_errors=True)
+
+
+def _session_dir(ray: Any) -> Path | None:
+    try:
+        return Path(ray._private.worker._global_node.get_session_dir_path())
+    except AttributeError:  # a Ray without this private accessor: leave the folder
+        return None
 
 
 OWNER_ENV = "PIPE_RAY_OWNER"

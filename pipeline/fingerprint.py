@@ -1,8 +1,9 @@
 """Fingerprints of what goes into an artifact: input files, hub revisions, tokenizers.
 
 Content hashes are what make keys trustworthy, but hashing gigabytes on every run would make a
-cache hit slow; so a file's hash is remembered against its path, size, mtime and inode, and
-recomputed only when one of those changes.
+cache hit slow; so a file's hash is remembered against its real path, size, mtime, ctime and
+inode, and recomputed when any of those changes. Any write to a file changes its ctime, which
+no user tool can set back, so an edit is seen even when size and mtime are restored.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from stages.readers import stable_names
 from util.errors import PipeError
 from util.files import atomic_write_json, file_sha256, read_json
 
@@ -40,7 +42,8 @@ class HashMemo:
 
     def sha256(self, path: Path) -> str:
         st = path.stat()
-        key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
+        # ctime changes on every write and no user tool can set it back (mtime can be).
+        key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}"
         if key not in self.memo:
             self.memo[key] = file_sha256(path)
             self.dirty = True
@@ -55,11 +58,10 @@ class HashMemo:
 def files_fingerprint(paths: list[Path], memo: HashMemo) -> list[dict[str, Any]]:
     """Per file: its name below the files' common folder, size and content hash. Where the
     files live, and how the blend file spelled their path, never enter the key."""
-    real = [p.resolve() for p in paths]
-    base = Path(os.path.commonpath([p.parent for p in real])) if real else Path()
+    names = stable_names([p.resolve() for p in paths])
     return [
-        {"name": str(p.relative_to(base)), "bytes": p.stat().st_size, "sha256": memo.sha256(p)}
-        for p in real
+        {"name": name, "bytes": p.stat().st_size, "sha256": memo.sha256(p)}
+        for p, name in names.items()
     ]
 
 

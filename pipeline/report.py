@@ -84,7 +84,8 @@ class Reporter:
         self.rows.append(row)
 
     def summary(self, title: str, columns: tuple[str, ...]) -> None:
-        if not self.rows:
+        if self.quiet or not self.rows:
+            self.rows.clear()
             return
         table = Table(title=title)
         for i, name in enumerate(columns):

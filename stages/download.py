@@ -26,7 +26,7 @@ from util.files import atomic_write_json, file_sha256, read_json, writing
 NAME = "download"
 VERSION = 2
 RESUMABLE = True
-COLUMNS = ("dataset", "status", "docs", "chars", "skipped", "shards", "seconds")
+COLUMNS = ("dataset", "status", "files", "docs", "chars", "skipped", "shards", "seconds")
 
 SCHEMA = pa.schema(
     [
@@ -78,15 +78,19 @@ def build(parents: list, config: dict[str, Any], work: Path, ctx: Context) -> di
     )
     with ctx.bar(f"download {name}", limit, "chars") as bar:
         stats = write_shards(records, work, name, limit, bar.advance, layout)
+    source = config.get("files") or [config["hf_path"]]
     if stats["docs"] == 0:
         skipped = ", ".join(f"{k}={v}" for k, v in stats["skipped"].items()) or "none"
-        raise PipeError(f"dataset {name!r}: no documents to keep (skipped: {skipped})")
+        raise PipeError(
+            f"dataset {name!r}: no documents to keep in {', '.join(source)} (skipped: "
+            f"{skipped}); check that the files hold text in field {config['text_field']!r}"
+        )
     if stats["reused_shards"]:
         ctx.say(
             f"download {name}: resumed, {stats['reused_shards']} of "
             f"{stats['shards']} shards already written and verified"
         )
-    stats["source"] = config.get("files") or [config["hf_path"]]
+    stats |= {"source": source, "files": len(source)}
     # The shard receipts stay in the artifact: a run killed while publishing then resumes with
     # every shard verified instead of redoing them all.
     return stats
@@ -97,6 +101,7 @@ def rows(name: str, stats: dict[str, Any], status: str) -> Iterator[tuple]:
     yield (
         name,
         status,
+        stats["files"],
         stats["docs"],
         stats["chars"],
         skipped,
@@ -161,7 +166,9 @@ def _clean_text(rec: Record, counts: Counts) -> str | None:
         counts.skip("null_text")
         return None
     if not isinstance(rec.text, str):
-        raise InputError(f"{rec.ref}: text field is {type(rec.text).__name__}, not a string")
+        raise InputError(
+            f"{rec.where or rec.ref}: text field is {type(rec.text).__name__}, not a string"
+        )
     if not rec.text.strip():
         counts.skip("empty")
         return None

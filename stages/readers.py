@@ -6,9 +6,11 @@ line is reported as one line naming the file and line.
 
 from __future__ import annotations
 
+import codecs
 import glob
 import gzip
 import json
+import os
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,32 +31,47 @@ class Record:
 
     id: str | None
     text: Any
-    ref: str  # "file:line" or "hub path[index]", for error messages and lineage
+    ref: str  # "name:line" (name below the files' common folder) or "hub path[index]"
+    where: str = ""  # the real path and line, for error messages
 
 
 def expand_files(pattern: str) -> list[Path]:
-    """The files a `files` source names, sorted so that shards come out the same every run."""
-    matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+    """The real files a `files` source names, each once however many paths reach it (a
+    symlink loop in a globbed folder reads nothing twice), sorted so shards come out the
+    same every run."""
+    found = {Path(os.path.realpath(p)) for p in glob.glob(pattern, recursive=True)}
+    matches = sorted(p for p in found if p.is_file())
     if not matches:
         raise InputError(f"{pattern}: no such file (the path or glob matched nothing)")
     return matches
 
 
+def stable_names(files: list[Path]) -> dict[Path, str]:
+    """Each file's name below the files' common folder: what ids, refs and cache keys use, so
+    that they do not depend on where the corpus lives or how its path was spelled."""
+    if not files:
+        return {}
+    base = Path(os.path.commonpath([p.parent for p in files]))
+    return {p: str(p.relative_to(base)) for p in files}
+
+
 def read_files(files: list[Path], fmt: str, text_field: str, id_field: str) -> Iterator[Record]:
     """Records from local files, with errors that name the file and line."""
     reader = {"jsonl": _read_jsonl, "parquet": _read_parquet, "txt": _read_txt}[fmt]
-    for path in files:
-        yield from reader(path, text_field, id_field)
+    for path, name in stable_names(files).items():
+        yield from reader(path, name, text_field, id_field)
 
 
-def _read_jsonl(path: Path, text_field: str, id_field: str) -> Iterator[Record]:
+def _read_jsonl(path: Path, name: str, text_field: str, id_field: str) -> Iterator[Record]:
     opener = gzip.open if path.name.endswith(".gz") else open
     lineno = 0
     try:
         with opener(path, "rb") as f:
             for lineno, raw in enumerate(f, start=1):
+                if lineno == 1:
+                    raw = raw.removeprefix(codecs.BOM_UTF8)  # as Windows tools write it
                 if not raw.strip():
-                    yield Record(None, "", f"{path}:{lineno}")  # counted as an empty document
+                    yield Record(None, "", f"{name}:{lineno}")  # counted as an empty document
                     continue
                 try:
                     line = raw.decode("utf-8")
@@ -67,19 +84,19 @@ def _read_jsonl(path: Path, text_field: str, id_field: str) -> Iterator[Record]:
                     obj = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise InputError(
-                        f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})"
+                        f"{path}:{lineno}: malformed JSON at column {e.colno}: {e.msg}"
                     ) from None
                 if not isinstance(obj, dict):
                     raise InputError(
                         f"{path}:{lineno}: expected a JSON object per line, got "
                         f"{type(obj).__name__}"
                     )
-                yield _record(obj, text_field, id_field, f"{path}:{lineno}")
+                yield _record(obj, text_field, id_field, f"{name}:{lineno}", f"{path}:{lineno}")
     except (EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise InputError(f"{path}: truncated or corrupt gzip after line {lineno} ({e})") from None
 
 
-def _read_parquet(path: Path, text_field: str, id_field: str) -> Iterator[Record]:
+def _read_parquet(path: Path, name: str, text_field: str, id_field: str) -> Iterator[Record]:
     try:
         pf = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as e:
@@ -95,30 +112,31 @@ def _read_parquet(path: Path, text_field: str, id_field: str) -> Iterator[Record
     try:
         for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=columns):
             for obj in batch.to_pylist():
-                yield _record(obj, text_field, id_field, f"{path}:row {row}")
+                yield _record(obj, text_field, id_field, f"{name}:row {row}", f"{path}:row {row}")
                 row += 1
     except (pa.ArrowException, OSError) as e:
         raise InputError(f"{path}: unreadable Parquet data after row {row} ({e})") from None
 
 
-def _read_txt(path: Path, text_field: str, id_field: str) -> Iterator[Record]:
-    data = path.read_bytes()
+def _read_txt(path: Path, name: str, text_field: str, id_field: str) -> Iterator[Record]:
+    data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise InputError(f"{path}:{line}: not valid UTF-8 (byte offset {e.start})") from None
-    yield Record(path.name, text, f"{path}:1")
+    yield Record(name, text, f"{name}:1")
 
 
-def _record(obj: dict, text_field: str, id_field: str, ref: str) -> Record:
+def _record(obj: dict, text_field: str, id_field: str, ref: str, where: str = "") -> Record:
+    """A record from one parsed row; `where` (the real path and line) is what errors name."""
     if text_field not in obj:
         raise InputError(
-            f"{ref}: no text field '{text_field}'; fields present: "
+            f"{where or ref}: no text field '{text_field}'; fields present: "
             f'{", ".join(map(str, obj)) or "(none)"} (set "text_field" in the blend)'
         )
     doc_id = obj.get(id_field)
-    return Record(None if doc_id is None else str(doc_id), obj[text_field], ref)
+    return Record(None if doc_id is None else str(doc_id), obj[text_field], ref, where or ref)
 
 
 def read_hub(
