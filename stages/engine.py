@@ -148,7 +148,10 @@ class HFEngine:
 
 
 class GigaTokenEngine(HFEngine):
-    """GigaToken on the zero-copy arrow buffers; HF for routed, sampled and fallback text."""
+    """GigaToken on the zero-copy arrow buffers; HF for routed, sampled and fallback text.
+
+    `parallel=None` lets GigaToken decide (parallel, except in a forked or multiprocessing
+    child, where its thread pool could deadlock); False encodes on the calling thread."""
 
     name = "gigatoken"
 
@@ -158,7 +161,7 @@ class GigaTokenEngine(HFEngine):
         eod: int,
         piece_bytes: int = 1 << 20,
         window: int = 4096,
-        parallel: bool = True,
+        parallel: bool | None = None,
         verify: float = 0.002,
     ) -> None:
         import gigatoken
@@ -263,7 +266,8 @@ def make_engine(
     if engine == "hf":
         return HFEngine(text, eod, piece_bytes)
     try:
-        return GigaTokenEngine(text, eod, piece_bytes, parallel=threads != 1, verify=verify)
+        parallel = None if threads is None else threads > 1
+        return GigaTokenEngine(text, eod, piece_bytes, parallel=parallel, verify=verify)
     except Exception as e:  # gigatoken raises its own types for configurations it cannot run
         if engine == "gigatoken":
             raise

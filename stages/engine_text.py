@@ -139,9 +139,9 @@ def _cut_is_safe(
 def find_cuts(
     data: np.ndarray, lo: int, hi: int, piece: int, window: int, check: Callable, tries: int = 64
 ) -> list[int]:
-    """Byte offsets in (lo, hi) that cut one document into pieces of about `piece` bytes,
-    each accepted by `check(left, right)` on a window; a region with no accepted cut stays
-    whole (memory grows, tokens stay exact)."""
+    """Byte offsets in (lo, hi) that cut one document into pieces of `piece`/2 bytes or more
+    (the first candidate after that), each accepted by `check(left, right)` on a window; if
+    `tries` candidates fail, the rest stays whole (memory grows, tokens stay exact)."""
     view, cuts, start = memoryview(data), [], lo
     while hi - start > piece:
         pos, found = start + piece // 2, None
