@@ -221,17 +221,21 @@ class Cache:
         force: bool = False,
         resumable: bool = True,
         say: Callable[[str], None] = print,
+        before: Callable[[], None] | None = None,
     ) -> Outcome:
         """The one cache path: usable? -> lock -> usable? (built while we waited) -> work dir ->
         build -> publish. `build(work)` returns stats; stats with "unfinished" set are kept in
         the work folder (a rerun resumes there) and not published. `resumable` stages keep
-        what an interrupted attempt left in the work folder; others start it empty."""
+        what an interrupted attempt left in the work folder; others start it empty. `before`
+        runs under the lock, before the clock starts (the caller ensures parents there)."""
         key = req.key
         if not force and (art := self.usable(req.stage, key, say)):
             return _outcome(art, reused=True)
         with self.lock(key, say):
             if not force and (art := self.usable(req.stage, key)):
                 return _outcome(art, reused=True)
+            if before:  # e.g. ensuring the parents: not part of this build's seconds
+                before()
             clock = Stopwatch()
             work = self.work_dir(key, fresh=force or not resumable)
             try:

@@ -17,7 +17,7 @@ from pipeline.fingerprint import HashMemo, files_fingerprint, hub_dataset_revisi
 from pipeline.fingerprint import resolve_tokenizer as fingerprint_tokenizer
 from stages import curate as curate_stage
 from stages import download, megatron_blend, tokenize
-from stages.encoder import choose as choose_engine
+from stages.encoder import engine_key
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ class Planner:
     def megatron_blend(self) -> tuple[Step, list[Step]]:
         """The blend.json step and the tokenize steps it lists."""
         where, tok_sha = self.tokenizer()
-        engine = choose_engine(self.opts.engine, where)
+        engine = engine_key(self.opts.engine)
         tokens = [self.tokenize(ds, where, tok_sha, engine) for ds in self.blend.datasets]
         config = {
             "name": self.blend.name,

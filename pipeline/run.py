@@ -8,6 +8,7 @@ cache hit touches nothing but manifests.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from types import ModuleType
 
 from pipeline.artifact import Artifact, Outcome
@@ -36,8 +37,12 @@ def ensure(step: Step | Artifact, cache: Cache, ctx: Context, force: set[str]) -
         return Outcome(step.stage, step.key, step.path, step.manifest["stats"], True, step)
     module = stage_module(step.stage)
 
-    def build(work):  # noqa: ANN001, ANN202 (Cache.ensure's Build)
-        parents = [_artifact(ensure(p, cache, ctx, force)) for p in step.parents]
+    parents: list[Artifact] = []
+
+    def ensure_parents() -> None:
+        parents.extend(_artifact(ensure(p, cache, ctx, force)) for p in step.parents)
+
+    def build(work: Path) -> dict:
         return module.build(parents, step.request.config | step.runtime, work, ctx)
 
     stale = getattr(module, "LINKS_PARENTS", False) and not _links_hold(step, cache, ctx)
@@ -47,6 +52,7 @@ def ensure(step: Step | Artifact, cache: Cache, ctx: Context, force: set[str]) -
         force=step.stage in force or stale,
         resumable=module.RESUMABLE,
         say=ctx.say,
+        before=ensure_parents,
     )
     return ctx.outcomes.setdefault(step.key, outcome)
 

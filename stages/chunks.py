@@ -1,4 +1,4 @@
-"""Tokenize work units: one Parquet row group of a download shard = one chunk.
+"""Tokenize work units: consecutive row groups of one Parquet shard, about CHUNK_BYTES of text.
 
 A chunk is tokenized into token arrays (int32, each document followed by the EOD) sealed with a
 receipt of checksums, by the driver or by a Ray task on any node of a cluster (the work folder
@@ -14,35 +14,52 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from stages.encoder import Encoder
+from stages.encoder import counts
+from stages.engine import HFEngine
 from stages.splits import SPLITS, SplitPlan
 from util.errors import InputError
 from util.faults import maybe_die
 from util.files import atomic_write_json, file_sha256, read_json, writing
 
+# Big enough that per-chunk costs (a Parquet read, three small files, a receipt) vanish next to
+# encoding, small enough that memory stays flat and a resume redoes little.
+CHUNK_BYTES = 32 << 20
+
 
 @dataclass(frozen=True)
 class Chunk:
-    """One unit of tokenize work: a row group of a Parquet file."""
+    """One unit of tokenize work: `row_groups` consecutive row groups of a Parquet file."""
 
     file: str
-    row_group: int
+    row_group: int  # the first
+    row_groups: int = 1
 
     @property
     def name(self) -> str:
         return f"{Path(self.file).stem}-rg{self.row_group:05d}"
 
+    def read(self, columns: list[str]) -> pa.Table:
+        groups = range(self.row_group, self.row_group + self.row_groups)
+        return pq.ParquetFile(self.file).read_row_groups(groups, columns=columns)
 
-def list_chunks(files: Iterable[Path]) -> list[Chunk]:
+
+def list_chunks(files: Iterable[Path], target: int = CHUNK_BYTES) -> list[Chunk]:
+    """Chunks in corpus order: row groups gathered until they hold about `target` bytes."""
     chunks = []
     for path in files:
         try:
-            groups = pq.ParquetFile(path).metadata.num_row_groups
+            meta = pq.ParquetFile(path).metadata
         except Exception as e:  # pyarrow raises several types for a damaged file
             raise InputError(f"{path}: not a readable Parquet file ({e})") from None
-        chunks += [Chunk(str(path), g) for g in range(groups)]
+        first, size = 0, 0
+        for g in range(meta.num_row_groups):
+            size += meta.row_group(g).total_byte_size
+            if size >= target or g == meta.num_row_groups - 1:
+                chunks.append(Chunk(str(path), first, g + 1 - first))
+                first, size = g + 1, 0
     return chunks
 
 
@@ -70,16 +87,29 @@ def chunk_receipt(work: Path, chunk: Chunk) -> dict[str, Any]:
     return read_json(chunk_dir(work, chunk) / "receipt.json")
 
 
-def tokenize_chunk(work: Path, chunk: Chunk, plan: SplitPlan, encoder: Encoder) -> dict[str, Any]:
+def tokenize_chunk(work: Path, chunk: Chunk, plan: SplitPlan, encoder: HFEngine) -> dict[str, Any]:
     """Tokenize one chunk into `work/chunks/<name>/`, sealed by receipt.json (returned)."""
+    ids, texts = load(chunk)
+    return seal(work, chunk, plan, ids, encoder.encode(texts), encoder)
+
+
+def load(chunk: Chunk) -> tuple[list[str], pa.ChunkedArray]:
+    """A chunk's ids and texts (the texts stay arrow data: the engine reads their buffers)."""
+    table = chunk.read(["id", "text"])
+    return table.column("id").to_pylist(), table.column("text")
+
+
+def seal(
+    work: Path, chunk: Chunk, plan: SplitPlan, ids: list[str], encoded: Any, encoder: HFEngine
+) -> dict[str, Any]:
+    """Write an encoded chunk's arrays and seal them with a receipt of checksums; returns it.
+
+    The arrays go to a `.partial` folder renamed into place after the receipt is written, so a
+    chunk folder either is whole or does not exist."""
     final = chunk_dir(work, chunk)
     tmp = final.with_name(final.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    table = pq.ParquetFile(chunk.file).read_row_group(chunk.row_group, columns=["id", "text"])
-    ids = table.column("id").to_pylist()
-    encoded = encoder.encode(table.column("text"))
-    del table
     codes = np.fromiter((SPLITS.index(plan.split_of(i)) for i in ids), np.uint8, len(ids))
     lengths = encoded.lengths
     stats = {
@@ -91,7 +121,12 @@ def tokenize_chunk(work: Path, chunk: Chunk, plan: SplitPlan, encoder: Encoder) 
             np.save(tmp / f"{name}.npy", array)
     maybe_die("tokenize.worker_arrays")
     digests = {p.name: file_sha256(p) for p in sorted(tmp.iterdir())}
-    receipt = {"chunk": chunk.name, "stats": stats, "engine": encoded.counts, "sha256": digests}
+    receipt = {
+        "chunk": chunk.name,
+        "stats": stats,
+        "engine": counts(encoder, encoded),
+        "sha256": digests,
+    }
     atomic_write_json(tmp / "receipt.json", receipt)
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)

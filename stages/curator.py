@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from nemo_curator.backends.base import BaseExecutor
 from nemo_curator.backends.ray_data import RayDataExecutor
@@ -43,6 +44,7 @@ from stages.dedup import (
     FuzzyDuplicates,
     MinHashSignature,
 )
+from stages.readers import BATCH
 
 CHARS = "_chars"
 COLUMNS = dl.SCHEMA.names
@@ -223,9 +225,12 @@ class SharedClusterExecutor(RayDataExecutor):
             ray.shutdown = shutdown
 
 
-def _kept(spill: Path, keep: set[int]) -> Iterator[dl.Record]:
-    """The surviving documents in corpus order, as records for the download shard writer."""
+def _kept(spill: Path, keep: set[int]) -> Iterator[pa.Table]:
+    """The surviving documents in corpus order, as batches for the download shard writer."""
+    wanted = pa.array(sorted(keep), pa.int64())
     for path in sorted(spill.glob("*.parquet")):
-        for row in pq.read_table(path).to_pylist():
-            if row[SEQ] in keep:
-                yield dl.Record(row["id"], row["text"], row["source_ref"])
+        table = pq.read_table(path)
+        table = table.filter(pc.is_in(table.column(SEQ), value_set=wanted))
+        yield pa.Table.from_arrays(
+            [table.column("id"), table.column("text"), table.column("source_ref")], schema=BATCH
+        )

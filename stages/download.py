@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from stages.base import Context, Counts
-from stages.readers import Record, expand_files, read_files, read_hub
-from util.errors import InputError, PipeError
+from stages.readers import expand_files, read_files, read_hub
+from util.errors import PipeError
 from util.faults import maybe_die
 from util.files import atomic_write_json, file_sha256, read_json, writing
 
@@ -111,7 +112,7 @@ def rows(name: str, stats: dict[str, Any], status: str) -> Iterator[tuple]:
 
 
 def write_shards(
-    records: Iterator[Record],
+    batches: Iterator[pa.Table],
     out: Path,
     dataset: str,
     limit: int | None,
@@ -120,35 +121,33 @@ def write_shards(
 ) -> dict[str, Any]:
     """Write up to `limit` non-empty documents as Parquet shards in `out`; resume finished ones.
 
-    Returns stats: docs, chars, shards, skipped (by reason) and how many shards were reused.
+    `batches` are tables of id (null: derived from the ref), text and ref (readers.BATCH). The
+    work is columnar (arrow compute), so the writer is not the wall. Returns stats: docs,
+    chars, shards, skipped (by reason) and how many shards were reused.
     """
     out.mkdir(parents=True, exist_ok=True)
     counts = Counts()
-    shard, rows, reused = 0, [], 0
-    shard_done = _shard_is_done(out, 0)
-    for rec in records:
-        if limit is not None and counts.docs >= limit:
-            break
-        maybe_die("download.record")
-        text = _clean_text(rec, counts)
-        if text is None:
+    shard, pending, reused = 0, [], 0
+    for batch in batches:
+        maybe_die("download.record", len(batch))
+        batch = _keep(batch, dataset, counts)
+        if limit is not None:
+            batch = batch.slice(0, max(0, limit - counts.docs))
+        if not len(batch):
+            if limit is not None and counts.docs >= limit:
+                break
             continue
-        counts.docs += 1
-        counts.chars += len(text)
-        on_progress(1, len(text))
-        if not shard_done:
-            doc_id = rec.id if rec.id is not None else f"{dataset}:{rec.ref}"
-            rows.append((doc_id, text, dataset, rec.ref))
-        if counts.docs % layout.docs_per_shard == 0:
-            reused += shard_done
-            if not shard_done:
-                _write_shard(out, shard, rows, layout.docs_per_row_group)
-            shard, rows = shard + 1, []
-            shard_done = _shard_is_done(out, shard)
-    if counts.docs % layout.docs_per_shard:
-        reused += shard_done
-        if not shard_done:
-            _write_shard(out, shard, rows, layout.docs_per_row_group)
+        chars = int(pc.sum(pc.utf8_length(batch.column("text"))).as_py() or 0)
+        counts.docs += len(batch)
+        counts.chars += chars
+        on_progress(len(batch), chars)
+        pending.append(batch)
+        while sum(map(len, pending)) >= layout.docs_per_shard:
+            rows = pa.concat_tables(pending)
+            reused += _flush(out, shard, rows.slice(0, layout.docs_per_shard), layout)
+            shard, pending = shard + 1, [rows.slice(layout.docs_per_shard)]
+    if rows := sum(map(len, pending)):
+        reused += _flush(out, shard, pa.concat_tables(pending), layout)
         shard += 1
     _remove_stale_shards(out, shard)
     return {
@@ -160,19 +159,28 @@ def write_shards(
     }
 
 
-def _clean_text(rec: Record, counts: Counts) -> str | None:
-    """The text to keep, or None after counting why it was skipped."""
-    if rec.text is None:
-        counts.skip("null_text")
-        return None
-    if not isinstance(rec.text, str):
-        raise InputError(
-            f"{rec.where or rec.ref}: text field is {type(rec.text).__name__}, not a string"
-        )
-    if not rec.text.strip():
-        counts.skip("empty")
-        return None
-    return rec.text
+def _keep(batch: pa.Table, dataset: str, counts: Counts) -> pa.Table:
+    """The rows to keep, in the shard schema, after counting why the others were skipped."""
+    text = batch.column("text")
+    null = pc.is_null(text)
+    empty = pc.and_(pc.invert(null), pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(text)), 0))
+    for reason, mask in (("null_text", null), ("empty", empty)):
+        if n := int(pc.sum(mask).as_py() or 0):
+            counts.skip(reason, n)
+    batch = batch.filter(pc.invert(pc.or_(null, empty)))
+    ref = batch.column("ref")
+    derived = pc.binary_join_element_wise(dataset, ref, ":")
+    doc_id = pc.coalesce(batch.column("id"), derived)
+    source = pa.array([dataset] * len(batch), pa.string())
+    return pa.Table.from_arrays([doc_id, batch.column("text"), source, ref], schema=SCHEMA)
+
+
+def _flush(out: Path, i: int, rows: pa.Table, layout: Layout) -> bool:
+    """Write shard `i` unless a sealed copy is already there; True if it was."""
+    if _shard_is_done(out, i):
+        return True
+    _write_shard(out, i, rows, layout.docs_per_row_group)
+    return False
 
 
 def shard_name(i: int) -> str:
@@ -189,15 +197,13 @@ def _shard_is_done(out: Path, i: int) -> bool:
     return bool(receipt) and path.is_file() and file_sha256(path) == receipt.get("sha256")
 
 
-def _write_shard(out: Path, i: int, rows: list[tuple[str, str, str, str]], per_group: int) -> None:
+def _write_shard(out: Path, i: int, rows: pa.Table, per_group: int) -> None:
     path = out / shard_name(i)
     tmp = path.with_suffix(".parquet.tmp")
     with writing(tmp), pq.ParquetWriter(tmp, SCHEMA, compression="zstd") as writer:
-        for group in _row_groups(rows, per_group):
-            columns = list(zip(*group, strict=True))
-            writer.write_table(
-                pa.Table.from_arrays([pa.array(c, pa.string()) for c in columns], schema=SCHEMA)
-            )
+        for start, n in _row_groups(rows, per_group):
+            writer.write_table(rows.slice(start, n))
+            maybe_die("download.row_group")
     digest = file_sha256(tmp)
     maybe_die("download.shard_tmp")
     tmp.replace(path)
@@ -206,18 +212,18 @@ def _write_shard(out: Path, i: int, rows: list[tuple[str, str, str, str]], per_g
     maybe_die("download.shard_sealed")
 
 
-def _row_groups(rows: list, per_group: int) -> Iterator[list]:
-    """Row groups of at most `per_group` docs or BYTES_PER_ROW_GROUP of text."""
-    group, size = [], 0
-    for row in rows:
-        group.append(row)
-        size += len(row[1])
-        if len(group) >= per_group or size >= BYTES_PER_ROW_GROUP:
-            yield group
-            maybe_die("download.row_group")
-            group, size = [], 0
-    if group:
-        yield group
+def _row_groups(rows: pa.Table, per_group: int) -> Iterator[tuple[int, int]]:
+    """(start, length) of row groups of at most `per_group` docs or BYTES_PER_ROW_GROUP of
+    text (a group closes with the document that reaches that size)."""
+    sizes = pc.binary_length(rows.column("text").cast(pa.large_binary())).to_numpy()
+    start, size = 0, 0
+    for k, n in enumerate(sizes):
+        size += int(n)
+        if k + 1 - start >= per_group or size >= BYTES_PER_ROW_GROUP:
+            yield start, k + 1 - start
+            start, size = k + 1, 0
+    if start < len(rows):
+        yield start, len(rows) - start
 
 
 def _remove_stale_shards(out: Path, n: int) -> None:

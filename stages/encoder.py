@@ -1,52 +1,65 @@
-"""The tokenize stage's view of a tokenization engine: build one from a spec, encode a chunk.
+"""The tokenize stage's side of the engine (stages/engine.py): what keys it, and one engine per
+process, loaded once.
 
-TEMPORARY: Hugging Face `tokenizers` only, until stages/engine.py (GigaToken) lands.
+The key names the engine asked for and the versions of both libraries: the bytes do not depend
+on which engine ran (stages/engine.py guarantees HF-identical tokens), but a version change
+must not reuse old artifacts silently. The manifest records the engine that actually ran.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import dataclass, field
+import threading
+from dataclasses import asdict, dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
-
-from util.errors import InputError
+from stages.engine import HFEngine, make_engine
+from stages.engine_text import unstable_table
+from util.errors import InputError, PipeError
 
 
 @dataclass(frozen=True)
 class EncoderSpec:
-    tokenizer: str  # folder holding tokenizer.json
-    engine: dict[str, Any]
+    """What a worker needs to build the engine: no transformers, no torch."""
+
+    tokenizer: str  # a folder holding tokenizer.json
+    engine: str  # auto, gigatoken or hf
     eod_id: int
 
 
-@dataclass
-class Encoded:
-    tokens: np.ndarray  # int32, every document followed by the EOD
-    lengths: np.ndarray  # int64, per document, EOD included
-    counts: dict[str, int] = field(default_factory=dict)
+def engine_key(engine: str) -> dict[str, Any]:
+    """The engine part of the tokenize key: the choice and the library versions."""
+    return {
+        "choice": engine,
+        "gigatoken": _version("gigatoken"),
+        "tokenizers": _version("tokenizers"),
+    }
 
 
-class Encoder(Protocol):
-    def encode(self, texts: Any) -> Encoded: ...
-
-
-def choose(engine: str, where: str) -> dict[str, Any]:
-    import tokenizers
-
-    return {"name": "hf", "version": tokenizers.__version__}
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def tokenizer_facts(where: str) -> dict[str, int]:
+    """EOD id and vocabulary size, read the way transformers reads them, without importing it."""
     from tokenizers import Tokenizer
 
     folder = Path(where)
+    if not (folder / "tokenizer.json").is_file():
+        raise InputError(
+            f"tokenizer {where!r}: pipe needs a fast tokenizer (tokenizer.json); this folder "
+            f"has none"
+        )
     tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    config = json.loads((folder / "tokenizer_config.json").read_text())
-    eos = config.get("eos_token")
+    eos = None
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        config = _json(folder / name)
+        eos = eos or config.get("eos_token")
     eos = eos.get("content") if isinstance(eos, dict) else eos
     eod = tok.token_to_id(eos) if eos else None
     if eod is None:
@@ -54,31 +67,31 @@ def tokenizer_facts(where: str) -> dict[str, int]:
     return {"eod_id": eod, "vocab_size": tok.get_vocab_size(with_added_tokens=True)}
 
 
-class HFEncoder:
-    def __init__(self, spec: EncoderSpec, threads: int | None) -> None:
-        os.environ["TOKENIZERS_PARALLELISM"] = "true" if (threads or 2) > 1 else "false"
-        from tokenizers import Tokenizer
-
-        self.tok = Tokenizer.from_file(str(Path(spec.tokenizer) / "tokenizer.json"))
-        self.eod = spec.eod_id
-
-    def encode(self, texts: Any) -> Encoded:
-        texts = texts.to_pylist() if hasattr(texts, "to_pylist") else texts
-        encodings = self.tok.encode_batch_fast(texts, add_special_tokens=False)
-        lengths = np.fromiter((len(e.ids) + 1 for e in encodings), np.int64, len(encodings))
-        tokens = np.empty(int(lengths.sum()), dtype=np.int32)
-        ends = np.cumsum(lengths)
-        for enc, end, n in zip(encodings, ends, lengths, strict=True):
-            tokens[end - n : end - 1] = enc.ids
-        tokens[ends - 1] = self.eod
-        return Encoded(tokens, lengths, {})
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
-_loaded: dict[tuple, Encoder] = {}
+_loaded: dict[tuple, HFEngine] = {}
+_loading = threading.Lock()
 
 
-def encoder_for(spec: EncoderSpec, threads: int | None) -> Encoder:
-    key = (spec.tokenizer, json.dumps(spec.engine, sort_keys=True), spec.eod_id, threads)
-    if key not in _loaded:
-        _loaded[key] = HFEncoder(spec, threads)
+def encoder_for(spec: EncoderSpec, threads: int | None) -> HFEngine:
+    """The engine for `spec` in this process, loaded once (a Ray worker keeps it across tasks;
+    the driver starts loading it on a thread and picks it up here)."""
+    key = (spec, threads)
+    with _loading:
+        if key not in _loaded:
+            try:
+                _loaded[key] = make_engine(spec.tokenizer, spec.eod_id, spec.engine, threads)
+            except Exception as e:  # `--engine gigatoken` on a tokenizer it cannot run
+                raise PipeError(f"engine {spec.engine!r} for {spec.tokenizer}: {e}") from None
+            unstable_table()  # the code-point table its first encode needs, built here too
     return _loaded[key]
+
+
+def counts(engine: HFEngine, encoded: Any) -> dict[str, Any]:
+    """What a chunk's receipt records of the engine: which one ran, and its fallbacks."""
+    return engine.describe() | asdict(encoded.stats)

@@ -52,10 +52,13 @@ def discard_merge(work: Path) -> None:
 def engine_counts(receipts: list[dict[str, Any]]) -> dict[str, int]:
     """What the engine did over all chunks (documents checked against, or sent to, the
     reference tokenizer), summed from the chunks' receipts."""
-    total: dict[str, int] = {}
+    total: dict[str, Any] = {}
     for receipt in receipts:
         for key, n in receipt.get("engine", {}).items():
-            total[key] = total.get(key, 0) + n
+            if isinstance(n, int):
+                total[key] = total.get(key, 0) + n
+            else:  # which engine ran (the same for every chunk of a run)
+                total[key] = n
     return total
 
 

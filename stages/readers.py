@@ -17,12 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 from util.errors import InputError
 
-BATCH_ROWS = 1_000  # rows per Parquet read batch
+BATCH_ROWS = 1_000  # rows per batch of the record-by-record readers
+# What every reader yields: the document's id (null: the writer derives one from `ref`), its
+# text (null: skipped and counted) and where it came from ("name:line").
+BATCH = pa.schema([("id", pa.string()), ("text", pa.string()), ("ref", pa.string())])
 
 
 @dataclass(frozen=True)
@@ -55,45 +61,135 @@ def stable_names(files: list[Path]) -> dict[Path, str]:
     return {p: str(p.relative_to(base)) for p in files}
 
 
-def read_files(files: list[Path], fmt: str, text_field: str, id_field: str) -> Iterator[Record]:
-    """Records from local files, with errors that name the file and line."""
-    reader = {"jsonl": _read_jsonl, "parquet": _read_parquet, "txt": _read_txt}[fmt]
+def read_files(files: list[Path], fmt: str, text_field: str, id_field: str) -> Iterator[pa.Table]:
+    """Batches (id, text, ref) from local files, with errors that name the file and line."""
     for path, name in stable_names(files).items():
-        yield from reader(path, name, text_field, id_field)
+        if fmt == "jsonl":
+            yield from _read_jsonl(path, name, text_field, id_field)
+        else:
+            reader = _read_parquet if fmt == "parquet" else _read_txt
+            yield from batched(reader(path, name, text_field, id_field))
 
 
-def _read_jsonl(path: Path, name: str, text_field: str, id_field: str) -> Iterator[Record]:
+def batched(records: Iterator[Record], size: int = BATCH_ROWS) -> Iterator[pa.Table]:
+    """Records as (id, text, ref) tables; a text that is not a string is refused here."""
+    group: list[Record] = []
+    for rec in records:
+        if rec.text is not None and not isinstance(rec.text, str):
+            raise InputError(f"{rec.where}: text field is {type(rec.text).__name__}, not a string")
+        group.append(rec)
+        if len(group) == size:
+            yield _table(group)
+            group = []
+    if group:
+        yield _table(group)
+
+
+def _table(group: list[Record]) -> pa.Table:
+    return pa.Table.from_arrays(
+        [pa.array([getattr(r, c) for r in group], pa.string()) for c in ("id", "text", "ref")],
+        schema=BATCH,
+    )
+
+
+def _read_jsonl(path: Path, name: str, text_field: str, id_field: str) -> Iterator[pa.Table]:
+    """Blocks of lines parsed by arrow's multi-threaded JSON reader; a block it cannot take
+    as is (bad JSON, odd types, bad UTF-8) is parsed line by line to name the first bad line."""
+    for first, lines in _line_blocks(path):
+        try:
+            yield _parse_block(lines, first, name, text_field, id_field)
+        except (pa.ArrowException, _NotPlain):
+            yield from batched(_parse_lines(lines, first, path, name, text_field, id_field))
+
+
+class _NotPlain(Exception):
+    """A block whose columns are not plain strings (or integer ids): parse it line by line."""
+
+
+def _line_blocks(path: Path, block: int = 16 << 20) -> Iterator[tuple[int, list[bytes]]]:
+    """(number of the first line, lines) of about `block` bytes each, BOM dropped. Read 64 KiB
+    at a time, so that damage is reported after the last whole line before it."""
     opener = gzip.open if path.name.endswith(".gz") else open
-    lineno = 0
+    first, lines, size, rest = 1, [], 0, b""
     try:
         with opener(path, "rb") as f:
-            for lineno, raw in enumerate(f, start=1):
-                if lineno == 1:
-                    raw = raw.removeprefix(codecs.BOM_UTF8)  # as Windows tools write it
-                if not raw.strip():
-                    yield Record(None, "", f"{name}:{lineno}")  # counted as an empty document
-                    continue
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    raise InputError(
-                        f"{path}:{lineno}: not valid UTF-8 (byte {e.start} of the "
-                        f"line is {raw[e.start : e.start + 1]!r})"
-                    ) from None
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise InputError(
-                        f"{path}:{lineno}: malformed JSON at column {e.colno}: {e.msg}"
-                    ) from None
-                if not isinstance(obj, dict):
-                    raise InputError(
-                        f"{path}:{lineno}: expected a JSON object per line, got "
-                        f"{type(obj).__name__}"
-                    )
-                yield _record(obj, text_field, id_field, f"{name}:{lineno}", f"{path}:{lineno}")
+            while data := f.read(1 << 16):
+                if first == 1 and not lines and not rest:
+                    data = data.removeprefix(codecs.BOM_UTF8)  # as Windows tools write it
+                more = (rest + data).split(b"\n")
+                rest = more.pop()
+                lines += more
+                size += len(data)
+                if size >= block:
+                    yield first, lines
+                    first, lines, size = first + len(lines), [], 0
+            if rest:
+                lines.append(rest)
+            if lines:
+                yield first, lines
     except (EOFError, gzip.BadGzipFile, zlib.error) as e:
-        raise InputError(f"{path}: truncated or corrupt gzip after line {lineno} ({e})") from None
+        last = first + len(lines) - 1
+        raise InputError(f"{path}: truncated or corrupt gzip after line {last} ({e})") from None
+
+
+def _parse_block(
+    lines: list[bytes], first: int, name: str, text_field: str, id_field: str
+) -> pa.Table:
+    kept = [i for i, line in enumerate(lines) if line.strip()]  # a blank line is an empty doc
+    body = b"\n".join(lines[i] for i in kept) if len(kept) < len(lines) else b"\n".join(lines)
+    parsed = pj.read_json(pa.BufferReader(body)) if kept else pa.table({})
+    if parsed.num_rows != len(kept):
+        raise _NotPlain()
+    text = _column(parsed, text_field, (pa.string(),))
+    if text is None or text.null_count:
+        raise _NotPlain()  # a missing field reads as null: the line-by-line reader tells them apart
+    ids = _column(parsed, id_field, (pa.string(), pa.int64(), pa.null()))
+    ids = pa.nulls(len(kept), pa.string()) if ids is None else ids.cast(pa.string())
+    text = text.cast(pa.string())
+    text.validate(full=True)  # arrow's JSON reader lets invalid UTF-8 through: refuse it here
+    if len(kept) < len(lines):
+        where = pa.array(np.cumsum([bool(line.strip()) for line in lines]) - 1)
+        blank = pa.array([not line.strip() for line in lines])
+        text = pc.if_else(blank, "", text.take(pc.if_else(blank, None, where)))
+        ids = ids.take(pc.if_else(blank, None, where))
+    refs = pa.array([f"{name}:{n}" for n in range(first, first + len(lines))], pa.string())
+    return pa.Table.from_arrays([ids, text, refs], schema=BATCH)
+
+
+def _column(table: pa.Table, field: str, types: tuple) -> pa.ChunkedArray | None:
+    if field not in table.column_names:
+        return None
+    column = table.column(field)
+    if column.type not in types:
+        raise _NotPlain()
+    return column
+
+
+def _parse_lines(
+    lines: list[bytes], first: int, path: Path, name: str, text_field: str, id_field: str
+) -> Iterator[Record]:
+    for lineno, raw in enumerate(lines, start=first):
+        if not raw.strip():
+            yield Record(None, "", f"{name}:{lineno}")  # counted as an empty document
+            continue
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(
+                f"{path}:{lineno}: not valid UTF-8 (byte {e.start} of the "
+                f"line is {raw[e.start : e.start + 1]!r})"
+            ) from None
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(
+                f"{path}:{lineno}: malformed JSON at column {e.colno}: {e.msg}"
+            ) from None
+        if not isinstance(obj, dict):
+            raise InputError(
+                f"{path}:{lineno}: expected a JSON object per line, got {type(obj).__name__}"
+            )
+        yield _record(obj, text_field, id_field, f"{name}:{lineno}", f"{path}:{lineno}")
 
 
 def _read_parquet(path: Path, name: str, text_field: str, id_field: str) -> Iterator[Record]:
@@ -147,8 +243,8 @@ def read_hub(
     data_files: Any,
     text_field: str,
     id_field: str,
-) -> Iterator[Record]:
-    """Records streamed from a Hugging Face dataset (or a local folder `datasets` can load)."""
+) -> Iterator[pa.Table]:
+    """Batches streamed from a Hugging Face dataset (or a local folder `datasets` can load)."""
     import datasets
 
     try:
@@ -157,5 +253,5 @@ def read_hub(
         )
     except Exception as e:  # datasets raises many types; all mean "cannot load this source"
         raise InputError(f"hf dataset {path!r}: cannot load ({type(e).__name__}: {e})") from None
-    for index, obj in enumerate(ds):
-        yield _record(obj, text_field, id_field, f"{path}[{index}]")
+    records = (_record(obj, text_field, id_field, f"{path}[{i}]") for i, obj in enumerate(ds))
+    yield from batched(records)

@@ -13,12 +13,20 @@ threads); with `--ray-address` they run as Ray tasks across the cluster's nodes.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from stages.base import Context
-from stages.chunks import Chunk, chunk_is_done, chunk_receipt, list_chunks, tokenize_chunk
+from stages.chunks import (
+    Chunk,
+    chunk_is_done,
+    chunk_receipt,
+    list_chunks,
+    load,
+    seal,
+    tokenize_chunk,
+)
 from stages.encoder import EncoderSpec, encoder_for, tokenizer_facts
 from stages.merge import discard_merge, merge_chunks, merge_is_done, token_dtype
 from stages.splits import SPLITS, SplitPlan, plan_splits
@@ -36,10 +44,14 @@ def build(parents: list, config: dict[str, Any], work: Path, ctx: Context) -> di
     (source,) = parents
     name = config["dataset"]
     clock = Stopwatch()
-    # megatron-core (the bin/idx writer) imports torch: seconds, overlapped with tokenizing.
-    with ThreadPoolExecutor(1) as pool:
+    # megatron-core (the bin/idx writer) imports torch and the engine loads two tokenizers:
+    # seconds, on threads while this one plans the splits and the chunks.
+    with ThreadPoolExecutor(2) as pool:
         facts = tokenizer_facts(config["tokenizer"])
         dtype = pool.submit(token_dtype, facts["vocab_size"])
+        spec = EncoderSpec(config["tokenizer"], config["engine"]["choice"], facts["eod_id"])
+        if not ctx.ray_address:
+            pool.submit(encoder_for, spec, ctx.workers)
         files = sorted(source.path.glob("*.parquet"))
         chunks = list_chunks(files)
         plan = plan_splits(files, config["valid"], config["test"])
@@ -54,7 +66,6 @@ def build(parents: list, config: dict[str, Any], work: Path, ctx: Context) -> di
                     f"tokenize {name}: resuming, {done} of {len(chunks)} chunks already done "
                     f"and verified; redoing {len(pending)}"
                 )
-            spec = EncoderSpec(config["tokenizer"], config["engine"], facts["eod_id"])
             with ctx.bar(f"tokenize {name}", source.manifest["stats"]["docs"]) as bar:
                 for chunk in chunks:
                     if chunk not in pending:
@@ -75,7 +86,7 @@ def build(parents: list, config: dict[str, Any], work: Path, ctx: Context) -> di
         "forced": plan.forced,
         "timing": timing,
         "tokenizer": facts | {"path": config["tokenizer"], "dtype": dtype_name},
-        "engine": config["engine"] | stats.pop("engine"),
+        "engine": stats.pop("engine"),
     }
 
 
@@ -87,13 +98,31 @@ def _advance(bar: Any, receipt: dict[str, Any]) -> None:
 def _run_here(
     ctx: Context, work: Path, pending: list[Chunk], plan: SplitPlan, spec: EncoderSpec, bar: Any
 ) -> None:
-    """Every chunk in this process, in order; the engine uses every core within a chunk."""
+    """Every chunk in this process, in order, as a pipeline: the next chunk is read and the
+    last one written and sealed on two threads while the engine encodes this one on every core
+    (GigaToken and HF `tokenizers` release the GIL while they encode)."""
     arm()
     encoder = encoder_for(spec, ctx.workers)
-    for chunk in pending:
-        receipt = tokenize_chunk(work, chunk, plan, encoder)
-        maybe_die("tokenize.chunk_done")
-        _advance(bar, receipt)
+    with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
+        reads = [reader.submit(load, c) for c in pending[:2]]
+        sealed: Future | None = None
+        for i, chunk in enumerate(pending):
+            ids, texts = reads[i].result()
+            if i + 2 < len(pending):
+                reads.append(reader.submit(load, pending[i + 2]))
+            reads[i] = None  # type: ignore[call-overload]  (let the text go)
+            encoded = encoder.encode(texts)
+            del texts
+            if sealed is not None:
+                _chunk_done(bar, sealed.result())
+            sealed = writer.submit(seal, work, chunk, plan, ids, encoded, encoder)
+        if sealed is not None:
+            _chunk_done(bar, sealed.result())
+
+
+def _chunk_done(bar: Any, receipt: dict[str, Any]) -> None:
+    maybe_die("tokenize.chunk_done")
+    _advance(bar, receipt)
 
 
 def _run_on_ray(
@@ -114,8 +143,7 @@ def _run_on_ray(
             if isinstance(cause, PipeError | OSError):
                 raise cause from None
             raise
-        maybe_die("tokenize.chunk_done")
-        _advance(bar, receipt)
+        _chunk_done(bar, receipt)
 
 
 def _tokenize_on_worker(work: str, chunk: Chunk, plan: SplitPlan, spec: EncoderSpec) -> dict:

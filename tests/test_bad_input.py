@@ -111,19 +111,21 @@ def test_empty_whitespace_and_null_documents_are_counted_skips(tmp_path: Path) -
     lines = [_doc(1), _doc(2, text=""), _doc(3, text="  \n\t "), b"", b"   ", _doc(4)]
     lines += [b'{"id": "d5", "text": null}', _doc(6)]
     data = _lines(tmp_path / "d.jsonl", lines)
-    res = _download(_blend(tmp_path, str(data)), tmp_path / "cache")
+    res = run(["download", "--blend", _blend(tmp_path, str(data)), "--json"], tmp_path / "cache")
     assert res.code == 0, res.err
     stats = Cache(tmp_path / "cache").find(res.json["artifact"]).manifest["stats"]
     assert stats["docs"] == 3
     assert stats["skipped"] == {"empty": 4, "null_text": 1}
     row = next(line for line in res.err.splitlines() if "│ bad " in line)
-    assert row.split("│")[5].strip() == "5"  # the summary table shows the skips too
+    assert row.split("│")[6].strip() == "5"  # the summary table shows the skips too
 
 
 def test_dataset_left_empty_is_an_error_with_the_skip_counts(tmp_path: Path) -> None:
     data = _lines(tmp_path / "d.jsonl", [_doc(1, text=" "), _doc(2, text=""), b""])
     res = _download(_blend(tmp_path, str(data)), tmp_path / "cache", "--limit", 2)
-    _fails(res, tmp_path / "cache", "dataset 'bad': no documents to keep (skipped: empty=3)")
+    _fails(
+        res, tmp_path / "cache", f"dataset 'bad': no documents to keep in {data} (skipped: empty=3)"
+    )
 
 
 def test_unreadable_parquet_names_the_file(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from pipeline.cache import Cache
 from pipeline.context import Context
 from pipeline.report import Reporter
 from stages import download, megatron_blend, tokenize
-from stages.encoder import choose, tokenizer_facts
+from stages.encoder import engine_key, tokenizer_facts
 from stages.readers import read_files
 from util.errors import InputError
 
@@ -93,10 +93,17 @@ def test_readers_name_file_and_line(tmp_path: Path) -> None:
         f.write(json.dumps({"id": 1, "text": "one"}) + "\n" + json.dumps({"text": "two"}) + "\n")
     txt = tmp_path / "b.txt"
     txt.write_text("whole file")
-    recs = list(read_files([good], "jsonl", "text", "id")) + list(
-        read_files([txt], "txt", "text", "id")
-    )
-    assert [(r.id, r.text) for r in recs] == [("1", "one"), (None, "two"), ("b.txt", "whole file")]
+    rows = [
+        row
+        for path, fmt in ((good, "jsonl"), (txt, "txt"))
+        for batch in read_files([path], fmt, "text", "id")
+        for row in batch.to_pylist()
+    ]
+    assert rows == [
+        {"id": "1", "text": "one", "ref": "a.jsonl.gz:1"},
+        {"id": None, "text": "two", "ref": "a.jsonl.gz:2"},
+        {"id": "b.txt", "text": "whole file", "ref": "b.txt:1"},
+    ]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "ok"}\n{"text": oops}\n')
     with pytest.raises(InputError, match=r"bad.jsonl:2: malformed JSON"):
@@ -143,7 +150,7 @@ def test_tokenize_build_and_megatron_blend(tmp_path: Path, small_tokenizer: Path
         "test": 0.05,
         "limit": None,
         "tokenizer_sha256": "x",
-        "engine": choose("auto", where),
+        "engine": engine_key("auto"),
         "tokenizer": where,
     }
     req = Request(tokenize.NAME, tokenize.VERSION, "d", config, (source.key,))

@@ -26,13 +26,15 @@ def _target() -> tuple[str, int] | None:
     return point, int(n)
 
 
-def maybe_die(point: str) -> None:
-    """SIGKILL this run's process group if `point` is the armed one and this is its n-th hit."""
+def maybe_die(point: str, hits: int = 1) -> None:
+    """SIGKILL this run's process group if `point` is the armed one and its n-th hit is among
+    these `hits` (a batch of documents counts one hit per document)."""
     target = _target()
     if target is None or target[0] != point:
         return
-    _hits[point] = _hits.get(point, 0) + 1
-    if _hits[point] == target[1]:
+    before = _hits.get(point, 0)
+    _hits[point] = before + hits
+    if before < target[1] <= _hits[point]:
         pgid = int(os.environ.get("PIPE_KILL_PGID") or os.getpgrp())
         os.killpg(pgid, signal.SIGKILL)
 
