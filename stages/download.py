@@ -10,6 +10,7 @@ the same bytes as an uninterrupted run.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from stages.readers import expand_files, read_files, read_hub
 from util.errors import PipeError
 from util.faults import maybe_die
 from util.files import atomic_write_json, file_sha256, read_json, writing
+from util.threads import ahead
 
 NAME = "download"
 VERSION = 2
@@ -127,28 +129,28 @@ def write_shards(
     """
     out.mkdir(parents=True, exist_ok=True)
     counts = Counts()
-    shard, pending, reused = 0, [], 0
-    for batch in batches:
-        maybe_die("download.record", len(batch))
-        batch = _keep(batch, dataset, counts)
-        if limit is not None:
-            batch = batch.slice(0, max(0, limit - counts.docs))
-        if not len(batch):
+    shards = ShardWriter(out, layout)
+    with ThreadPoolExecutor(1) as writer:  # compressing and hashing run on a thread,
+        written = None
+        for batch in ahead(batches):  # reading and parsing on another
+            maybe_die("download.record", len(batch))
+            batch = _keep(batch, dataset, counts)
+            if limit is not None:
+                batch = batch.slice(0, max(0, limit - counts.docs))
+            if len(batch):
+                chars = int(pc.sum(pc.utf8_length(batch.column("text"))).as_py() or 0)
+                counts.docs += len(batch)
+                counts.chars += chars
+                on_progress(len(batch), chars)
+                if written is not None:
+                    written.result()  # one batch in flight: memory stays flat
+                written = writer.submit(shards.add, batch)
             if limit is not None and counts.docs >= limit:
                 break
-            continue
-        chars = int(pc.sum(pc.utf8_length(batch.column("text"))).as_py() or 0)
-        counts.docs += len(batch)
-        counts.chars += chars
-        on_progress(len(batch), chars)
-        pending.append(batch)
-        while sum(map(len, pending)) >= layout.docs_per_shard:
-            rows = pa.concat_tables(pending)
-            reused += _flush(out, shard, rows.slice(0, layout.docs_per_shard), layout)
-            shard, pending = shard + 1, [rows.slice(layout.docs_per_shard)]
-    if rows := sum(map(len, pending)):
-        reused += _flush(out, shard, pa.concat_tables(pending), layout)
-        shard += 1
+        if written is not None:
+            written.result()  # (a failed write is raised here, before anything else is written)
+        writer.submit(shards.finish).result()
+    shard, reused = shards.shard, shards.reused
     _remove_stale_shards(out, shard)
     return {
         "docs": counts.docs,
@@ -163,11 +165,15 @@ def _keep(batch: pa.Table, dataset: str, counts: Counts) -> pa.Table:
     """The rows to keep, in the shard schema, after counting why the others were skipped."""
     text = batch.column("text")
     null = pc.is_null(text)
-    empty = pc.and_(pc.invert(null), pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(text)), 0))
+    blank = pc.or_(pc.equal(pc.binary_length(text), 0), pc.utf8_is_space(text))
+    empty = pc.and_(pc.invert(null), blank)
+    dropped = 0
     for reason, mask in (("null_text", null), ("empty", empty)):
         if n := int(pc.sum(mask).as_py() or 0):
             counts.skip(reason, n)
-    batch = batch.filter(pc.invert(pc.or_(null, empty)))
+            dropped += n
+    if dropped:  # (filtering copies every text: only when something goes)
+        batch = batch.filter(pc.invert(pc.or_(null, empty)))
     ref = batch.column("ref")
     derived = pc.binary_join_element_wise(dataset, ref, ":")
     doc_id = pc.coalesce(batch.column("id"), derived)
@@ -175,12 +181,66 @@ def _keep(batch: pa.Table, dataset: str, counts: Counts) -> pa.Table:
     return pa.Table.from_arrays([doc_id, batch.column("text"), source, ref], schema=SCHEMA)
 
 
-def _flush(out: Path, i: int, rows: pa.Table, layout: Layout) -> bool:
-    """Write shard `i` unless a sealed copy is already there; True if it was."""
-    if _shard_is_done(out, i):
-        return True
-    _write_shard(out, i, rows, layout.docs_per_row_group)
-    return False
+class ShardWriter:
+    """Shards of `docs_per_shard` documents, written row group by row group as documents
+    arrive. Row groups are cut greedily from each shard's start, so a shard's bytes depend
+    only on its documents; a shard already sealed (resume) is skipped, not rewritten."""
+
+    def __init__(self, out: Path, layout: Layout) -> None:
+        self.out, self.layout = out, layout
+        self.shard = self.reused = self.in_shard = 0
+        self.sealed = False
+        self.buffer: pa.Table | None = None
+        self.writer: pq.ParquetWriter | None = None
+
+    def add(self, rows: pa.Table) -> None:
+        while len(rows):
+            if self.in_shard == 0:
+                self._open()
+            part = rows.slice(0, self.layout.docs_per_shard - self.in_shard)
+            rows = rows.slice(len(part))
+            self.in_shard += len(part)
+            if not self.sealed:
+                self.buffer = part if self.buffer is None else pa.concat_tables([self.buffer, part])
+                self._write_groups(last=self.in_shard == self.layout.docs_per_shard)
+            if self.in_shard == self.layout.docs_per_shard:
+                self._close()
+
+    def finish(self) -> None:
+        if self.in_shard:
+            if not self.sealed:
+                self._write_groups(last=True)
+            self._close()
+
+    def _open(self) -> None:
+        self.sealed = _shard_is_done(self.out, self.shard)
+        if not self.sealed:
+            self.tmp = (self.out / shard_name(self.shard)).with_suffix(".parquet.tmp")
+            # No dictionaries (text and ids are unique: trying them costs time, and reading
+            # them back 3x) and no statistics (nothing filters on them).
+            options = {"compression": "zstd", "use_dictionary": False, "write_statistics": False}
+            with writing(self.tmp):
+                self.writer = pq.ParquetWriter(self.tmp, SCHEMA, **options)
+
+    def _write_groups(self, last: bool) -> None:
+        groups = list(_row_groups(self.buffer, self.layout.docs_per_row_group))
+        if not last:
+            groups = groups[:-1]  # the last group may grow with the next rows
+        with writing(self.tmp):
+            for start, n in groups:
+                self.writer.write_table(self.buffer.slice(start, n))
+                maybe_die("download.row_group")
+        done = sum(n for _, n in groups)
+        self.buffer = self.buffer.slice(done) if done < len(self.buffer) else None
+
+    def _close(self) -> None:
+        if self.sealed:
+            self.reused += 1
+        else:
+            with writing(self.tmp):
+                self.writer.close()
+            _seal(self.out, self.shard, self.tmp, self.in_shard)
+        self.shard, self.in_shard, self.writer, self.buffer = self.shard + 1, 0, None, None
 
 
 def shard_name(i: int) -> str:
@@ -197,18 +257,12 @@ def _shard_is_done(out: Path, i: int) -> bool:
     return bool(receipt) and path.is_file() and file_sha256(path) == receipt.get("sha256")
 
 
-def _write_shard(out: Path, i: int, rows: pa.Table, per_group: int) -> None:
-    path = out / shard_name(i)
-    tmp = path.with_suffix(".parquet.tmp")
-    with writing(tmp), pq.ParquetWriter(tmp, SCHEMA, compression="zstd") as writer:
-        for start, n in _row_groups(rows, per_group):
-            writer.write_table(rows.slice(start, n))
-            maybe_die("download.row_group")
+def _seal(out: Path, i: int, tmp: Path, docs: int) -> None:
     digest = file_sha256(tmp)
     maybe_die("download.shard_tmp")
-    tmp.replace(path)
+    tmp.replace(out / shard_name(i))
     maybe_die("download.shard_written")
-    atomic_write_json(_receipt(out, i), {"sha256": digest, "docs": len(rows)})
+    atomic_write_json(_receipt(out, i), {"sha256": digest, "docs": docs})
     maybe_die("download.shard_sealed")
 
 

@@ -182,16 +182,7 @@ def with_eod(flat: np.ndarray, piece_lengths: np.ndarray, counts: np.ndarray, eo
     """(tokens with `eod` after each document, per-document lengths including it)."""
     starts = np.cumsum(counts) - counts
     doc = np.add.reduceat(piece_lengths, starts) if len(counts) else np.zeros(0, np.int64)
-    ends = np.cumsum(doc + 1) - 1
-    tokens = np.empty(int(flat.size + len(doc)), np.int32)
-    if len(doc) <= 64:  # few (huge) documents: slice copies, no token-sized mask
-        for k, (end, n) in enumerate(zip(ends.tolist(), doc.tolist(), strict=True)):
-            tokens[end - n : end] = flat[end - n - k : end - k]
-    else:
-        mask = np.ones(tokens.size, bool)
-        mask[ends] = False
-        tokens[mask] = flat
-    tokens[ends] = eod
+    tokens = np.insert(flat, np.cumsum(doc), np.int32(eod)).astype(np.int32, copy=False)
     return tokens, doc.astype(np.int64) + 1
 
 

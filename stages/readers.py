@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import codecs
 import glob
-import gzip
 import json
 import os
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 import pyarrow.parquet as pq
+from isal import igzip, isal_zlib
 
 from util.errors import InputError
 
@@ -109,7 +108,7 @@ class _NotPlain(Exception):
 def _line_blocks(path: Path, block: int = 16 << 20) -> Iterator[tuple[int, list[bytes]]]:
     """(number of the first line, lines) of about `block` bytes each, BOM dropped. Read 64 KiB
     at a time, so that damage is reported after the last whole line before it."""
-    opener = gzip.open if path.name.endswith(".gz") else open
+    opener = igzip.open if path.name.endswith(".gz") else open  # ISA-L: 3x zlib's speed
     first, lines, size, rest = 1, [], 0, b""
     try:
         with opener(path, "rb") as f:
@@ -127,7 +126,7 @@ def _line_blocks(path: Path, block: int = 16 << 20) -> Iterator[tuple[int, list[
                 lines.append(rest)
             if lines:
                 yield first, lines
-    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+    except (EOFError, igzip.BadGzipFile, isal_zlib.error) as e:
         last = first + len(lines) - 1
         raise InputError(f"{path}: truncated or corrupt gzip after line {last} ({e})") from None
 
