@@ -1,10 +1,15 @@
-"""`pipe bench tokenize`: pipe's throughput against the tokenizer's own ceiling, same machine.
+"""`pipe bench tokenize`: pipe against the Megatron-LM fast path and the tokenizers' ceilings,
+in one run, on the same machine and input.
 
-The ceiling is the same tokenizer's batch encode on the same text already in memory, using
-every core, with no I/O. pipe is timed as a user runs it (a `pipe tokenize` process reusing a
-prepared download artifact), and also over its tokenizing phase alone, because Ray's start-up
-is a fixed cost that a long job amortises. Peak RSS is summed over pipe's whole process tree
-(driver, Ray services, workers) and sampled while it runs; it should not grow with the corpus.
+Per corpus scale (the corpus repeated with fresh ids), each in its own process so that its
+memory and imports are its own:
+- the GigaToken ceiling: `encode_batch` over text already in memory, every core, no I/O;
+- the HF `tokenizers` ceiling: `encode_batch_fast`, the same way (slow: small scales only);
+- the peer: Megatron-LM's fast-path method (pipeline/bench_peer.py), one process, imports
+  included, as a user runs `tools/preprocess_data_fast.py`;
+- pipe cold: `pipe tokenize` on a fresh cache (download + tokenize + megatron blend);
+- pipe cached: the same command again.
+Peak RSS is summed over each command's whole process tree, sampled while it runs.
 """
 
 from __future__ import annotations
@@ -39,25 +44,19 @@ def scaled_corpus(src: Path, scale: int, out: Path) -> Path:
     return path
 
 
-def ceiling(corpus: Path, tokenizer: str) -> dict[str, Any]:
-    """Tokens/s of the tokenizer's own batch encode over in-memory text (run in a subprocess)."""
-    from transformers import AutoTokenizer
-
+def hf_ceiling(corpus: Path, tokenizer: str) -> dict[str, Any]:
+    """Tokens/s of HF `tokenizers` `encode_batch_fast` over in-memory text, every core."""
     os.environ["TOKENIZERS_PARALLELISM"] = "true"
+    from tokenizers import Tokenizer
+
     with gzip.open(corpus, "rt", encoding="utf-8") as f:
         texts = [json.loads(line)["text"] for line in f]
-    backend = AutoTokenizer.from_pretrained(tokenizer).backend_tokenizer
-    result: dict[str, Any] = {"docs": len(texts)}
-    for name in ("encode_batch", "encode_batch_fast"):
-        start = time.perf_counter()
-        encodings = getattr(backend, name)(texts, add_special_tokens=False)
-        seconds = time.perf_counter() - start
-        tokens = sum(len(e.ids) for e in encodings) + len(texts)  # + one EOD per document
-        result[name] = tokens / seconds
-        result["tokens"] = tokens
-        del encodings
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return result
+    backend = Tokenizer.from_file(str(Path(tokenizer) / "tokenizer.json"))
+    start = time.perf_counter()
+    encodings = backend.encode_batch_fast(texts, add_special_tokens=False)
+    seconds = time.perf_counter() - start
+    tokens = sum(len(e.ids) for e in encodings) + len(texts)  # + one EOD per document
+    return {"tokens": tokens, "tokens_per_s": tokens / seconds}
 
 
 def _tree_rss(proc: psutil.Process) -> int:
@@ -85,93 +84,99 @@ def run_measured(cmd: list[str]) -> tuple[float, float, str]:
     return seconds, peak / 2**20, out
 
 
+def _in_process(function: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "pipeline.bench", function, *args]
+
+
+def _last_json(out: str) -> dict[str, Any]:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def bench_scale(
+    corpus: Path, tokenizer: str, tmp: Path, workers: int | None, hf: bool
+) -> dict[str, Any]:
+    """One row: every contender on `corpus`."""
+    row: dict[str, Any] = {}
+    _, row["gigatoken_rss_mb"], out = run_measured(_in_process("gigatoken", str(corpus), tokenizer))
+    gigatoken = _last_json(out)
+    row |= {"tokens": gigatoken["tokens"], "gigatoken_tok_s": gigatoken["tokens_per_s"]}
+    if hf:
+        row["hf_tok_s"] = _last_json(run_measured(_in_process("hf", str(corpus), tokenizer))[2])[
+            "tokens_per_s"
+        ]
+    peer = _in_process("peer", str(corpus), tokenizer, str(tmp / "peer"))
+    row["peer_s"], row["peer_rss_mb"], out = run_measured(peer)
+    assert _last_json(out)["tokens"] == row["tokens"], "the peer wrote other tokens"
+    blend = tmp / "blend.json"
+    dataset = {"name": "corpus", "weight": 1, "files": str(corpus)}
+    blend.write_text(json.dumps({"name": "bench", "tokenizer": tokenizer, "datasets": [dataset]}))
+    cache = tmp / "cache"
+    cmd = [sys.executable, "-m", "pipeline.cli", "tokenize", "--blend", str(blend)]
+    cmd += ["--cache-dir", str(cache), "--quiet", "--json"]
+    cmd += ["--workers", str(workers)] if workers else []
+    row["pipe_s"], row["pipe_rss_mb"], _ = run_measured(cmd)
+    row["cached_s"], _, _ = run_measured(cmd)
+    (download,) = [json.loads(m.read_text()) for m in cache.glob("download/*/manifest.json")]
+    (tokens,) = [json.loads(m.read_text()) for m in cache.glob("tokenize/*/manifest.json")]
+    stats = tokens["stats"]
+    assert sum(stats[s]["tokens"] for s in ("train", "valid", "test")) == row["tokens"]
+    row["docs"] = download["stats"]["docs"]
+    row["download_mb_s"] = download["stats"]["chars"] / download["stats"]["seconds"] / 1e6
+    row["pipe_tokenizing_tok_s"] = row["tokens"] / stats["timing"]["tokenize_s"]
+    row["engine"] = stats["engine"]
+    return row
+
+
 def bench_tokenize(
-    corpus: Path, tokenizer: str, scales: list[int], workers: int | None
+    corpus: Path, tokenizer: str, scales: list[int], workers: int | None, hf_max_scale: int
 ) -> list[dict[str, Any]]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="pipe-bench-") as tmp:
-        tmp_path = Path(tmp)
         for scale in scales:
-            data = scaled_corpus(corpus, scale, tmp_path)
-            blend = tmp_path / f"blend-x{scale}.json"
-            blend.write_text(
-                json.dumps(
-                    {
-                        "name": f"bench-x{scale}",
-                        "tokenizer": tokenizer,
-                        "datasets": [{"name": "corpus", "weight": 1, "files": str(data)}],
-                    }
-                )
-            )
-            cache = tmp_path / f"cache-x{scale}"
-            pipe = [sys.executable, "-m", "pipeline.cli"]
-            common = ["--blend", str(blend), "--cache-dir", str(cache), "--quiet", "--json"]
-            subprocess.run([*pipe, "download", *common], check=True, capture_output=True)
-            cmd = [*pipe, "tokenize", *common] + (["--workers", str(workers)] if workers else [])
-            seconds, peak, out = run_measured(cmd)
-            blend_art = json.loads(out.strip().splitlines()[-1])
-            (token_key,) = json.loads((Path(blend_art["path"]) / "manifest.json").read_text())[
-                "parents"
-            ]
-            stats = json.loads((cache / "tokenize" / token_key / "manifest.json").read_text())[
-                "stats"
-            ]
-            tokens = sum(stats[s]["tokens"] for s in ("train", "valid", "test"))
-            ceil = json.loads(
-                subprocess.run(
-                    [sys.executable, "-m", "pipeline.bench", str(data), tokenizer],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                ).stdout
-            )
-            assert ceil["tokens"] == tokens, (ceil["tokens"], tokens)
-            best = max(ceil["encode_batch"], ceil["encode_batch_fast"])
-            timing = stats["timing"]
-            rows.append(
-                {
-                    "scale": scale,
-                    "docs": ceil["docs"],
-                    "tokens": tokens,
-                    "ceiling_encode_batch": ceil["encode_batch"],
-                    "ceiling_encode_batch_fast": ceil["encode_batch_fast"],
-                    "pipe_end_to_end": tokens / seconds,
-                    "ratio_end_to_end": tokens / seconds / best,
-                    "pipe_tokenizing": tokens / timing["tokenize_s"],
-                    "ratio_tokenizing": tokens / timing["tokenize_s"] / best,
-                    "seconds": seconds,
-                    **timing,
-                    "pipe_peak_rss_mb": peak,
-                    "ceiling_peak_rss_mb": ceil["peak_rss_mb"],
-                }
-            )
+            folder = Path(tmp) / f"x{scale}"
+            folder.mkdir()
+            data = scaled_corpus(corpus, scale, folder)
+            row = bench_scale(data, tokenizer, folder, workers, scale <= hf_max_scale)
+            rows.append({"scale": scale} | row)
     return rows
 
 
 def table(rows: list[dict[str, Any]], cores: int, corpus: str) -> str:
     """A Markdown table, ready for the README."""
     head = (
-        "| corpus | docs | tokens | ceiling tok/s (encode_batch / _fast) | pipe tok/s "
-        "end-to-end | ratio | pipe tok/s tokenizing phase | ratio | start s (Ray + tokenizer) "
-        "| merge s | peak RSS pipe / ceiling MB |"
+        "| corpus | docs | tokens | GigaToken ceiling tok/s | HF ceiling tok/s | peer s "
+        "(Megatron-LM fast path) | pipe cold s | speed-up vs peer | pipe tokenizing tok/s "
+        "| / GigaToken ceiling | download MB/s | cache hit s | peak RSS peer / pipe MB |"
     )
-    lines = [
-        f"{cores} cores; ratio = pipe / the faster ceiling.",
-        "",
-        head,
-        "|" + "---|" * (head.count("|") - 1),
-    ]
+    lines = [f"{cores} cores.", "", head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
+        hf = f"{r['hf_tok_s']:,.0f}" if "hf_tok_s" in r else "-"
         lines.append(
             f"| {corpus} x{r['scale']} | {r['docs']:,} | {r['tokens']:,} | "
-            f"{r['ceiling_encode_batch']:,.0f} / {r['ceiling_encode_batch_fast']:,.0f} | "
-            f"{r['pipe_end_to_end']:,.0f} | {r['ratio_end_to_end']:.2f} | "
-            f"{r['pipe_tokenizing']:,.0f} | {r['ratio_tokenizing']:.2f} | "
-            f"{r['ray_start_s'] + r['tokenizer_wait_s']:.1f} | {r['merge_s']:.1f} | "
-            f"{r['pipe_peak_rss_mb']:,.0f} / {r['ceiling_peak_rss_mb']:,.0f} |"
+            f"{r['gigatoken_tok_s']:,.0f} | {hf} | {r['peer_s']:.1f} | {r['pipe_s']:.1f} | "
+            f"{r['peer_s'] / r['pipe_s']:.2f} | {r['pipe_tokenizing_tok_s']:,.0f} | "
+            f"{r['pipe_tokenizing_tok_s'] / r['gigatoken_tok_s']:.2f} | "
+            f"{r['download_mb_s']:,.0f} | {r['cached_s']:.2f} | "
+            f"{r['peer_rss_mb']:,.0f} / {r['pipe_rss_mb']:,.0f} |"
         )
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # the ceiling runs in its own process so its memory is its own
-    print(json.dumps(ceiling(Path(sys.argv[1]), sys.argv[2])))
+def _main(function: str, *args: str) -> dict[str, Any]:
+    """The contenders that run in a process of their own (python -m pipeline.bench ...)."""
+    from pipeline import bench_peer
+
+    if function == "gigatoken":
+        return bench_peer.gigatoken_ceiling(Path(args[0]), Path(args[1]))
+    if function == "hf":
+        return hf_ceiling(Path(args[0]), args[1])
+    from stages.encoder import tokenizer_facts
+
+    eod = tokenizer_facts(args[1])["eod_id"]
+    result = bench_peer.megatron_fast_path(Path(args[0]), Path(args[1]), eod, Path(args[2]))
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(_main(*sys.argv[1:])))

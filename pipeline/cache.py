@@ -26,7 +26,7 @@ from typing import Any
 from pipeline.artifact import MANIFEST, Artifact, Build, Outcome, Request
 from util.errors import PipeError
 from util.faults import maybe_die
-from util.files import atomic_write_json, file_sha256, read_json
+from util.files import DIGESTS, atomic_write_json, file_sha256, known_digest, read_json
 from util.timing import Stopwatch
 
 
@@ -184,8 +184,13 @@ class Cache:
         """
         for stray in work.rglob(".*.tmp-*"):  # atomic_write_text leftovers of a killed attempt
             stray.unlink()
+        memo = read_json(work / DIGESTS) or {}
+        (work / DIGESTS).unlink(missing_ok=True)
         files = {
-            str(p.relative_to(work)): {"sha256": file_sha256(p), "bytes": p.stat().st_size}
+            str(p.relative_to(work)): {
+                "sha256": known_digest(work, str(p.relative_to(work)), memo),
+                "bytes": p.stat().st_size,
+            }
             for p in sorted(work.rglob("*"))
             if p.is_file() and p.name != MANIFEST
         }

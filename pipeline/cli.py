@@ -63,7 +63,8 @@ _workers_option = click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="CPUs of the local Ray cluster [default: all cores].",
+    help="Cores to use: the engine's threads, or the CPUs of a local Ray cluster "
+    "[default: all cores].",
 )
 
 
@@ -254,36 +255,40 @@ def bench() -> None:
 @click.option(
     "--tokenizer",
     default=None,
-    help="Hub id or folder [default: ../shared/tokenizers/nemotron-nano-compat].",
+    help="Folder with tokenizer.json [default: ../shared/tokenizers/nemotron-nano-compat].",
 )
 @click.option(
     "--scales",
-    default="1,4",
+    default="1,4,16",
     show_default=True,
     help="Corpus repetitions to run (fresh ids each), comma-separated.",
 )
 @click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    help="CPUs for pipe's Ray cluster [default: all cores].",
+    "--hf-max-scale",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Largest scale at which to measure the (slow) HF tokenizers ceiling.",
 )
+@_workers_option
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON too.")
 @_user_errors
 def bench_tokenize_cmd(
-    corpus: Path | None, tokenizer: str | None, scales: str, workers: int | None, as_json: bool
+    corpus: Path | None,
+    tokenizer: str | None,
+    scales: str,
+    hf_max_scale: int,
+    workers: int | None,
+    as_json: bool,
 ) -> None:
-    """pipe tokenize vs the tokenizer's in-memory batch encode: tokens/s, ratio, peak RSS."""
-    import os
-
+    """pipe tokenize vs Megatron-LM's fast path and the tokenizers' ceilings, same machine."""
     from pipeline import bench as b
 
     corpus = corpus or b.DEFAULT_CORPUS
     if not corpus.is_file():
         raise PipeError(f"{corpus}: no corpus; pass --corpus")
-    rows = b.bench_tokenize(
-        corpus, tokenizer or str(b.DEFAULT_TOKENIZER), [int(x) for x in scales.split(",")], workers
-    )
+    tok = str(Path(tokenizer).resolve()) if tokenizer else str(b.DEFAULT_TOKENIZER)
+    rows = b.bench_tokenize(corpus, tok, [int(x) for x in scales.split(",")], workers, hf_max_scale)
     name = "GCIDE" if corpus == b.DEFAULT_CORPUS else "corpus"
     click.echo(b.table(rows, workers or os.cpu_count() or 1, name))
     if as_json:

@@ -8,6 +8,7 @@ cache hit touches nothing but manifests.
 from __future__ import annotations
 
 import importlib
+import threading
 from pathlib import Path
 from types import ModuleType
 
@@ -40,6 +41,8 @@ def ensure(step: Step | Artifact, cache: Cache, ctx: Context, force: set[str]) -
     parents: list[Artifact] = []
 
     def ensure_parents() -> None:
+        if hasattr(module, "warm_up"):  # e.g. slow imports, done while the parents build
+            threading.Thread(target=module.warm_up, daemon=True).start()
         parents.extend(_artifact(ensure(p, cache, ctx, force)) for p in step.parents)
 
     def build(work: Path) -> dict:

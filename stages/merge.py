@@ -18,7 +18,7 @@ import numpy as np
 from stages.chunks import Chunk, chunk_dir, chunk_receipt, verified
 from stages.splits import SPLITS
 from util.faults import maybe_die
-from util.files import atomic_write_json, file_sha256, read_json, writing
+from util.files import atomic_write_json, file_sha256, read_json, remember_digests, writing
 
 
 def indexed_dataset() -> Any:
@@ -64,47 +64,74 @@ def engine_counts(receipts: list[dict[str, Any]]) -> dict[str, int]:
 
 def merge_chunks(work: Path, chunks: list[Chunk], dtype: str) -> dict[str, Any]:
     """Write the sealed chunks, in order, through megatron-core's IndexedDatasetBuilder into
-    `work/<split>.bin/.idx`, one document at a time; then drop the chunks.
-
-    Returns docs and tokens per split; a split with no documents gets no files at all, because
-    Megatron cannot open an empty dataset. A merge killed half-way is redone from the start
-    (the chunks are kept until merged.json is written), so its output never mixes two attempts.
-    """
+    `work/<split>.bin/.idx`; then drop the chunks (see Merger)."""
     if merge_is_done(work):
         shutil.rmtree(work / "chunks", ignore_errors=True)  # a kill may have cut this short
         return read_json(work / "merged.json")["stats"]
-    warnings.filterwarnings("ignore", message="Could not determine rank")
-    totals: dict[str, Any] = {s: {"docs": 0, "tokens": 0} for s in SPLITS}
-    receipts = {c: chunk_receipt(work, c) for c in chunks}
-    totals["engine"] = engine_counts(list(receipts.values()))
-    builder_class = indexed_dataset().IndexedDatasetBuilder
-    for k, split in enumerate(SPLITS):
-        parts = [c for c in chunks if receipts[c]["stats"][split]["docs"]]
-        if not parts:
-            continue
-        tmp = work / f".merge-{split}"
-        with writing(Path(f"{tmp}.bin")):
-            builder = builder_class(f"{tmp}.bin", np.dtype(dtype).type)
-            for chunk in parts:
-                folder = chunk_dir(work, chunk)
-                tokens = np.load(folder / "tokens.npy", mmap_mode="r")
-                lengths = np.load(folder / "lengths.npy")
-                codes = np.load(folder / "splits.npy")
-                starts = np.cumsum(lengths) - lengths
+    merger = Merger(work, dtype)
+    for chunk in chunks:
+        merger.add(chunk)
+    return merger.finish()
+
+
+class Merger:
+    """Appends sealed chunks, in corpus order, to one IndexedDatasetBuilder per split, one
+    document at a time, so that merging can run while later chunks are still being encoded.
+
+    A split with no documents gets no files at all, because Megatron cannot open an empty
+    dataset. A merge killed half-way is redone from the start (the chunks are kept until
+    merged.json is written), so its output never mixes two attempts.
+    """
+
+    def __init__(self, work: Path, dtype: str) -> None:
+        warnings.filterwarnings("ignore", message="Could not determine rank")
+        self.work, self.dtype = work, np.dtype(dtype).type
+        self.builder_class = indexed_dataset().IndexedDatasetBuilder
+        self.builders: dict[str, Any] = {}
+        self.totals: dict[str, Any] = {s: {"docs": 0, "tokens": 0} for s in SPLITS}
+        self.receipts: list[dict[str, Any]] = []
+
+    def add(self, chunk: Chunk) -> None:
+        receipt = chunk_receipt(self.work, chunk)
+        folder = chunk_dir(self.work, chunk)
+        tokens = np.load(folder / "tokens.npy", mmap_mode="r")
+        lengths = np.load(folder / "lengths.npy")
+        codes = np.load(folder / "splits.npy")
+        starts = np.cumsum(lengths) - lengths
+        for k, split in enumerate(SPLITS):
+            if not receipt["stats"][split]["docs"]:
+                continue
+            builder = self._builder(split)
+            with writing(self._tmp(split, "bin")):
                 for start, n in zip(starts[codes == k], lengths[codes == k], strict=True):
                     builder.add_document(tokens[start : start + n], [int(n)])
-                maybe_die("tokenize.merge_chunk")
-                for key in ("docs", "tokens"):
-                    totals[split][key] += receipts[chunk]["stats"][split][key]
-            builder.finalize(f"{tmp}.idx")
-        for ext in ("bin", "idx"):
-            Path(f"{tmp}.{ext}").replace(work / f"{split}.{ext}")
-        maybe_die("tokenize.merge_split")
-    digests = {
-        p.name: file_sha256(p) for p in sorted(work.glob("*.bin")) + sorted(work.glob("*.idx"))
-    }
-    atomic_write_json(work / "receipt.json", {"sha256": digests})
-    atomic_write_json(work / "merged.json", {"stats": totals})
-    maybe_die("tokenize.merged")
-    shutil.rmtree(work / "chunks", ignore_errors=True)
-    return totals
+            for key in ("docs", "tokens"):
+                self.totals[split][key] += receipt["stats"][split][key]
+        self.receipts.append(receipt)
+        maybe_die("tokenize.merge_chunk")
+
+    def finish(self) -> dict[str, Any]:
+        for split, builder in self.builders.items():
+            with writing(self._tmp(split, "idx")):
+                builder.finalize(str(self._tmp(split, "idx")))
+            for ext in ("bin", "idx"):
+                self._tmp(split, ext).replace(self.work / f"{split}.{ext}")
+            maybe_die("tokenize.merge_split")
+        self.totals["engine"] = engine_counts(self.receipts)
+        outputs = sorted(self.work.glob("*.bin")) + sorted(self.work.glob("*.idx"))
+        digests = {p.name: file_sha256(p) for p in outputs}
+        remember_digests(self.work, digests)
+        atomic_write_json(self.work / "receipt.json", {"sha256": digests})
+        atomic_write_json(self.work / "merged.json", {"stats": self.totals})
+        maybe_die("tokenize.merged")
+        shutil.rmtree(self.work / "chunks", ignore_errors=True)
+        return self.totals
+
+    def _builder(self, split: str) -> Any:
+        if split not in self.builders:
+            with writing(self._tmp(split, "bin")):
+                self.builders[split] = self.builder_class(str(self._tmp(split, "bin")), self.dtype)
+        return self.builders[split]
+
+    def _tmp(self, split: str, ext: str) -> Path:
+        return self.work / f".merge-{split}.{ext}"

@@ -28,16 +28,29 @@ from stages.chunks import (
     tokenize_chunk,
 )
 from stages.encoder import EncoderSpec, encoder_for, tokenizer_facts
-from stages.merge import discard_merge, merge_chunks, merge_is_done, token_dtype
+from stages.merge import (
+    Merger,
+    discard_merge,
+    indexed_dataset,
+    merge_chunks,
+    merge_is_done,
+    token_dtype,
+)
 from stages.splits import SPLITS, SplitPlan, plan_splits
 from util.errors import PipeError
 from util.faults import arm, maybe_die
+from util.threads import ahead
 from util.timing import Stopwatch
 
 NAME = "tokenize"
 VERSION = 2
 RESUMABLE = True
 COLUMNS = ("dataset", "split", "status", "docs", "tokens")
+
+
+def warm_up() -> None:
+    """Import megatron-core (torch: seconds of CPU) while the parents are still being built."""
+    indexed_dataset()
 
 
 def build(parents: list, config: dict[str, Any], work: Path, ctx: Context) -> dict[str, Any]:
@@ -56,7 +69,9 @@ def build(parents: list, config: dict[str, Any], work: Path, ctx: Context) -> di
         chunks = list_chunks(files)
         plan = plan_splits(files, config["valid"], config["test"])
         timing: dict[str, float] = {"plan_s": round(clock.lap(), 3)}
-        if not merge_is_done(work):
+        if merge_is_done(work):
+            stats: dict[str, Any] = merge_chunks(work, chunks, dtype.result())
+        else:
             if (work / "merged.json").exists():
                 ctx.say(f"tokenize {name}: merged output is damaged; redoing it")
                 discard_merge(work)
@@ -67,16 +82,14 @@ def build(parents: list, config: dict[str, Any], work: Path, ctx: Context) -> di
                     f"and verified; redoing {len(pending)}"
                 )
             with ctx.bar(f"tokenize {name}", source.manifest["stats"]["docs"]) as bar:
-                for chunk in chunks:
-                    if chunk not in pending:
-                        _advance(bar, chunk_receipt(work, chunk))
-                run = _run_on_ray if ctx.ray_address else _run_here
-                run(ctx, work, pending, plan, spec, bar)
-            timing["tokenize_s"] = round(clock.lap(), 3)
-        dtype_name = dtype.result()
-        timing["import_wait_s"] = round(clock.lap(), 3)
-    stats: dict[str, Any] = merge_chunks(work, chunks, dtype_name)
-    timing["merge_s"] = round(clock.lap(), 3)
+                if ctx.ray_address:
+                    _run_on_ray(ctx, work, chunks, pending, plan, spec, bar)
+                    timing["tokenize_s"] = round(clock.lap(), 3)
+                    stats = merge_chunks(work, chunks, dtype.result())
+                else:
+                    stats = _run_here(ctx, work, chunks, pending, plan, spec, bar, dtype)
+                    timing["tokenize_s"] = round(clock.lap(), 3)
+        timing["merge_s"] = round(clock.lap(), 3)  # what is left of it after the last chunk
     if not stats["train"]["docs"]:
         raise PipeError(
             f"dataset {name!r}: no training documents ({source.manifest['stats']['docs']} "
@@ -85,9 +98,14 @@ def build(parents: list, config: dict[str, Any], work: Path, ctx: Context) -> di
     return stats | {
         "forced": plan.forced,
         "timing": timing,
-        "tokenizer": facts | {"path": config["tokenizer"], "dtype": dtype_name},
+        "tokenizer": facts | {"path": config["tokenizer"], "dtype": dtype.result()},
         "engine": stats.pop("engine"),
     }
+
+
+def _chunk_done(bar: Any, receipt: dict[str, Any]) -> None:
+    maybe_die("tokenize.chunk_done")
+    _advance(bar, receipt)
 
 
 def _advance(bar: Any, receipt: dict[str, Any]) -> None:
@@ -96,40 +114,63 @@ def _advance(bar: Any, receipt: dict[str, Any]) -> None:
 
 
 def _run_here(
-    ctx: Context, work: Path, pending: list[Chunk], plan: SplitPlan, spec: EncoderSpec, bar: Any
-) -> None:
-    """Every chunk in this process, in order, as a pipeline: the next chunk is read and the
-    last one written and sealed on two threads while the engine encodes this one on every core
-    (GigaToken and HF `tokenizers` release the GIL while they encode)."""
+    ctx: Context,
+    work: Path,
+    chunks: list[Chunk],
+    pending: list[Chunk],
+    plan: SplitPlan,
+    spec: EncoderSpec,
+    bar: Any,
+    dtype: Future,
+) -> dict[str, Any]:
+    """Every chunk in this process, in order, as a pipeline: the next chunk is read on one
+    thread, and the last one sealed and merged on another, while the engine encodes this one
+    on every core (GigaToken and HF `tokenizers` release the GIL while they encode)."""
     arm()
     encoder = encoder_for(spec, ctx.workers)
-    with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
-        reads = [reader.submit(load, c) for c in pending[:2]]
-        sealed: Future | None = None
-        for i, chunk in enumerate(pending):
-            ids, texts = reads[i].result()
-            if i + 2 < len(pending):
-                reads.append(reader.submit(load, pending[i + 2]))
-            reads[i] = None  # type: ignore[call-overload]  (let the text go)
-            encoded = encoder.encode(texts)
-            del texts
-            if sealed is not None:
-                _chunk_done(bar, sealed.result())
-            sealed = writer.submit(seal, work, chunk, plan, ids, encoded, encoder)
-        if sealed is not None:
-            _chunk_done(bar, sealed.result())
+    todo = set(pending)
+    merger: list[Merger] = []
 
+    def seal_and_merge(chunk: Chunk, ids: list[str] | None, encoded: Any) -> None:
+        if ids is not None:
+            _chunk_done(bar, seal(work, chunk, plan, ids, encoded, encoder))
+        else:
+            _advance(bar, chunk_receipt(work, chunk))  # sealed by an earlier attempt
+        if not merger:
+            merger.append(Merger(work, dtype.result()))
+        merger[0].add(chunk)
 
-def _chunk_done(bar: Any, receipt: dict[str, Any]) -> None:
-    maybe_die("tokenize.chunk_done")
-    _advance(bar, receipt)
+    with ThreadPoolExecutor(1) as writer:
+        last: Future | None = None
+        loads = ahead(load(c) if c in todo else None for c in chunks)
+        for chunk, loaded in zip(chunks, loads, strict=True):
+            ids, encoded = None, None
+            if loaded is not None:
+                ids, texts = loaded
+                encoded = encoder.encode(texts)
+                del texts, loaded
+            if last is not None:
+                last.result()  # one chunk in flight: memory stays flat
+            last = writer.submit(seal_and_merge, chunk, ids, encoded)
+        if last is not None:
+            last.result()
+        return merger[0].finish()
 
 
 def _run_on_ray(
-    ctx: Context, work: Path, pending: list[Chunk], plan: SplitPlan, spec: EncoderSpec, bar: Any
+    ctx: Context,
+    work: Path,
+    chunks: list[Chunk],
+    pending: list[Chunk],
+    plan: SplitPlan,
+    spec: EncoderSpec,
+    bar: Any,
 ) -> None:
     """Chunks as Ray tasks over the cluster, one core each; every worker process loads the
     tokenizer once. Each task writes its sealed chunk into the shared cache."""
+    for chunk in chunks:
+        if chunk not in pending:
+            _advance(bar, chunk_receipt(work, chunk))
     ray = ctx.ray()
     arm()
     task = ray.remote(num_cpus=1)(_tokenize_on_worker)

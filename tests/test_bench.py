@@ -26,6 +26,8 @@ def test_bench_tokenize_prints_a_table(tmp_path: Path) -> None:
             str(tok),
             "--scales",
             "1,2",
+            "--hf-max-scale",
+            "1",
             "--json",
         ],
         capture_output=True,
@@ -38,6 +40,8 @@ def test_bench_tokenize_prints_a_table(tmp_path: Path) -> None:
     rows = json.loads(proc.stdout.strip().splitlines()[-1])
     assert [r["docs"] for r in rows] == [300, 600]
     assert rows[1]["tokens"] == 2 * rows[0]["tokens"]
+    assert "hf_tok_s" in rows[0] and "hf_tok_s" not in rows[1]
     for r in rows:
-        assert r["pipe_end_to_end"] > 0 and r["ratio_tokenizing"] > 0
-        assert r["pipe_peak_rss_mb"] > 0
+        assert r["pipe_s"] > 0 and r["peer_s"] > 0 and r["cached_s"] > 0
+        assert r["gigatoken_tok_s"] > 0 and r["pipe_tokenizing_tok_s"] > 0
+        assert r["pipe_rss_mb"] > 0 and r["peer_rss_mb"] > 0

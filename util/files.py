@@ -21,6 +21,29 @@ def file_sha256(path: Path, chunk: int = 8 << 20) -> str:
     return h.hexdigest()
 
 
+DIGESTS = ".sha256.json"
+
+
+def remember_digests(folder: Path, digests: dict[str, str]) -> None:
+    """Record sha256 digests a build already computed, with each file's size and mtime, so
+    that publishing the folder does not read those files again (see `known_digest`)."""
+    entries = {}
+    for name, digest in digests.items():
+        st = (folder / name).stat()
+        entries[name] = {"sha256": digest, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+    atomic_write_json(folder / DIGESTS, entries)
+
+
+def known_digest(folder: Path, name: str, memo: dict[str, Any]) -> str:
+    """sha256 of `folder/name`: the remembered one while size and mtime still match."""
+    path = folder / name
+    st = path.stat()
+    entry = memo.get(name)
+    if entry and (entry["bytes"], entry["mtime_ns"]) == (st.st_size, st.st_mtime_ns):
+        return entry["sha256"]
+    return file_sha256(path)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write to a temp file beside `path`, fsync, then rename: readers see all or nothing."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
