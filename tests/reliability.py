@@ -17,7 +17,7 @@ from conftest import ROOT
 from pipeline.cache import Cache
 from util.files import file_sha256, read_json
 
-# Small shards so that a 2,000-document corpus gives 20 download shards and 40 tokenize chunks.
+# Small shards so that a 2,000-document corpus gives 20 download shards, each one tokenize chunk.
 LAYOUT = {"PIPE_DOCS_PER_SHARD": "100", "PIPE_DOCS_PER_ROW_GROUP": "50"}
 MARKER = "PIPE_TEST_RUN"
 

@@ -229,7 +229,8 @@ def test_disk_full_while_tokenizing_on_ray_is_one_clear_error(tmpfs: Path, tmp_p
     subprocess.run(["mount", "-o", "remount,size=900k", str(tmpfs)], check=True)
     assert run(["download", "--blend", corpus.blend, "--quiet"], tmpfs).code == 0
     downloads = snapshot(tmpfs)
-    res = run(["tokenize", "--blend", corpus.blend, "--quiet", "--workers", 1], tmpfs)
+    args = ["tokenize", "--blend", corpus.blend, "--quiet", "--workers", 1]
+    res = run([*args, "--ray-address", "local"], tmpfs)
     assert res.code == 1, res.err
     assert "Traceback" not in res.err
     errors = [line for line in res.err.splitlines() if line.startswith("error:")]
