@@ -18,6 +18,9 @@ from training.plan import (
     resolve_nproc,
 )
 from training.presets import PRESETS, get_preset
+from training.switches import Installed
+
+NOTHING = Installed(False, False, False, False, False)
 
 DATA = DataSource(
     blend_json="/data/blend.json", tokenizer="/tok", vocab_size=131072, eod_id=2, artifact="abc"
@@ -128,7 +131,7 @@ def test_plan_reads_overrides_into_layout_and_batch() -> None:
         data=DATA,
         nproc_per_node=8,
         overrides=["train.global_batch_size=64", "train.train_iters=30"],
-        has_te=False,
+        installed=NOTHING,
     )
     assert (plan.tp, plan.pp, plan.dp, plan.world_size) == (2, 1, 4, 8)
     assert plan.global_batch_size == 64 and plan.train_iters == 30
@@ -143,13 +146,13 @@ def test_plan_reads_overrides_into_layout_and_batch() -> None:
 
 
 def test_run_identity_ignores_layout_and_run_control() -> None:
-    base = build_plan(model="tiny", data=DATA, nproc_per_node=1, has_te=False)
+    base = build_plan(model="tiny", data=DATA, nproc_per_node=1, installed=NOTHING)
     stopped = build_plan(
         model="tiny",
         data=DATA,
         nproc_per_node=4,
         overrides=["train.exit_interval=25", "logger.log_interval=5"],
-        has_te=False,
+        installed=NOTHING,
     )
     longer = build_plan(
         model="tiny", data=DATA, nproc_per_node=1, overrides=["train.train_iters=60"]

@@ -6,7 +6,6 @@ prints is exactly what the GPUs will run. Nothing here imports Megatron-Bridge.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 from training.layout import Layout, ModelDims, resolve_layout
 from training.overrides import Override, get_int, parse_overrides
 from training.presets import get_preset
+from training.switches import Installed, decide, resolve
 
 # --precision -> Megatron-Bridge mixed-precision recipe (training/mixed_precision.py there).
 PRECISION_RECIPES = {
@@ -107,6 +107,8 @@ class TrainPlan:
     data_artifact: str | None
     overrides: list[str]
     rendezvous: dict
+    installed: dict = field(default_factory=dict)
+    switches: dict = field(default_factory=dict)
     run_dir: str = ""
     resume_iteration: int | None = None
     torchrun: list[str] = field(default_factory=list)
@@ -149,11 +151,6 @@ _RUN_CONTROL_PREFIXES = (
 
 def _run_control(text: str) -> bool:
     return text.lstrip("+").startswith(_RUN_CONTROL_PREFIXES)
-
-
-def te_available() -> bool:
-    """Whether Transformer Engine is importable here (find_spec: cheap, imports nothing)."""
-    return importlib.util.find_spec("transformer_engine") is not None
 
 
 def gpu_count() -> int:
@@ -208,12 +205,16 @@ def build_plan(
     overrides: list[str] | tuple[str, ...] = (),
     mock: bool = False,
     rendezvous: Rendezvous | None = None,
-    has_te: bool | None = None,
+    installed: Installed | None = None,
 ) -> TrainPlan:
-    """Resolve preset, overrides, layout and precision; raises PlanError/ValueError with why."""
+    """Resolve preset, overrides, layout, precision and switches; raises PlanError/ValueError.
+
+    `installed` is what this machine has (probed when None; tests pass each combination).
+    """
     preset = get_preset(model)
     parsed: list[Override] = parse_overrides(list(overrides))
-    has_te = te_available() if has_te is None else has_te
+    installed = Installed.probe() if installed is None else installed
+    has_te = installed.transformer_engine
     recipe = check_precision(precision, has_te)
     rdzv = rendezvous or Rendezvous()
     if not mock and not data.blend_json:
@@ -234,6 +235,8 @@ def build_plan(
     iters = get_int(parsed, "train.train_iters", preset.train_iters)
     if iters < 1:
         raise PlanError(f"train.train_iters must be at least 1, got {iters}")
+    norm = next((o.value for o in parsed if o.key == "model.normalization"), "RMSNorm")
+    switches = resolve(decide(installed, tp=layout.tp, dp=layout.dp, normalization=norm), parsed)
     return TrainPlan(
         model=preset.name,
         preset=preset.as_dict(),
@@ -261,6 +264,8 @@ def build_plan(
         data_artifact=data.artifact,
         overrides=[o.text for o in parsed],
         rendezvous=asdict(rdzv),
+        installed=installed.as_dict(),
+        switches=switches,
     )
 
 
