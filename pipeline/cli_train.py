@@ -20,7 +20,7 @@ from pipeline.errors import PipeError
 from pipeline.report import Reporter
 from training.data import BlendFileError, check_blend_json
 from training.layout import LayoutError
-from training.overrides import OverrideError
+from training.overrides import OverrideError, parse_overrides
 from training.plan import (
     PRECISION_RECIPES,
     DataSource,
@@ -212,6 +212,7 @@ def train(
     KEY=VALUE arguments are Megatron-Bridge dotlist overrides, e.g. train.train_iters=5000
     train.global_batch_size=64 checkpoint.save_interval=500.
     """
+    parse_overrides(overrides)  # misspelled keys fail here, before any data work
     reporter = Reporter(quiet=quiet)
     cache = Cache(cache_dir or default_root())
     if mock and blend_path:

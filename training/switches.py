@@ -44,7 +44,7 @@ class Installed:
     @classmethod
     def probe(cls) -> Installed:
         return cls(
-            transformer_engine=_found("transformer_engine") and _found("transformer_engine_torch"),
+            transformer_engine=_found("transformer_engine"),
             apex=_found("apex"),
             apex_gradient_accumulation=_found("fused_weight_gradient_mlp_cuda"),
             fused_softmax=_found("scaled_masked_softmax_cuda"),

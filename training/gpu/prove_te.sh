@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The TE path on one GPU, two lanes at once on a 2-GPU host (one GPU each, 1b preset, 30
 # iterations, no checkpoint). Lane 0: bare Megatron-Bridge then pipe train with the same
-# settings (the thin-stage overhead), fp8, manual GC. Lane 1: micro batch 2 and 8, cross-entropy
-# fusion off, the 3b preset. Also regenerates the Bridge field table on this image and diffs
+# settings (the thin-stage overhead), then micro batch 2. Lane 1: fp8, micro batch 8, the 3b
+# preset. Also regenerates the Bridge field table on this image and diffs
 # bare's config against pipe's. Records and logs: $OUT/logs-prove_te.tar.gz.
 # Usage (repo root, GPU machine, after the bundle parts arrived): training/gpu/prove_te.sh
 source training/gpu/setup.sh
@@ -21,16 +21,12 @@ lane0() {
   run pipe_mbs4 --model 1b --nproc-per-node 1 --fresh $short train.micro_batch_size=4 || true
   python3 training/gpu/compare_bare.py "$LOGS/bare_mbs4.log" "$LOGS/pipe_mbs4.log" 15 \
     > "$LOGS/records/compare_bare_mbs4.json" && cat "$LOGS/records/compare_bare_mbs4.json" || true
-  run fp8_mbs4 --model 1b --nproc-per-node 1 --fresh --precision fp8 $short train.micro_batch_size=4 || true
-  run pipe_mbs4_gc --model 1b --nproc-per-node 1 --fresh $short train.micro_batch_size=4 \
-    train.manual_gc=true train.manual_gc_interval=100 || true
+  run pipe_mbs2 --model 1b --nproc-per-node 1 --fresh $short || true
 }
 lane1() {
   export CUDA_VISIBLE_DEVICES=1
-  run pipe_mbs2 --model 1b --nproc-per-node 1 --fresh $short || true
+  run fp8_mbs4 --model 1b --nproc-per-node 1 --fresh --precision fp8 $short train.micro_batch_size=4 || true
   run pipe_mbs8 --model 1b --nproc-per-node 1 --fresh $short train.micro_batch_size=8 || true
-  run pipe_mbs4_noce --model 1b --nproc-per-node 1 --fresh $short train.micro_batch_size=4 \
-    model.cross_entropy_loss_fusion=false || true
   run 3b --model 3b --nproc-per-node 1 --fresh train.train_iters=10 checkpoint.save=null \
     train.global_batch_size=8 || true
 }

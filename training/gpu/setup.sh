@@ -39,8 +39,8 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "gpus", torch.cuda.device_count())'
-  python3 -c 'import transformer_engine.pytorch as te; print("transformer_engine", te.__version__)' 2>&1 | tail -n 1
-  python3 -c 'import apex' 2>&1 | tail -n 1
+  python3 -c 'import transformer_engine.pytorch as te; print("transformer_engine", te.__version__)' 2>&1 | tail -n 1 || true
+  python3 -c 'import apex' 2>&1 | tail -n 1 || true
   python3 -m pip list --path /tmp/site 2>/dev/null | grep -iE '^(megatron|transformer|nvidia-cudnn)' || true
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
