@@ -35,7 +35,7 @@ def _found(module: str) -> bool:
 class Installed:
     """The optional kernels a launch could use (module names as their wheels install them)."""
 
-    transformer_engine: bool  # transformer_engine and its torch extension
+    transformer_engine: bool  # transformer_engine (its torch extension lives inside it)
     apex: bool  # apex (FusedAdam for the distributed optimizer)
     apex_gradient_accumulation: bool  # fused_weight_gradient_mlp_cuda
     fused_softmax: bool  # scaled_masked_softmax_cuda (apex or Megatron's kernels)
