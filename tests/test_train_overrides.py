@@ -122,3 +122,8 @@ def test_cli_refuses_a_typo_in_under_a_second_before_any_data_work(tmp_path: Pat
     checked_in = float(out.stderr.strip().splitlines()[-1])
     assert checked_in < 1.0, checked_in
     assert time.perf_counter() - t0 < 30
+
+
+def test_a_typo_names_the_table_and_its_bridge_version() -> None:
+    with pytest.raises(OverrideError, match=r"Megatron-Bridge 0\.6\.2's config"):
+        parse_overrides(["train.train_itres=10"])

@@ -12,6 +12,7 @@ import functools
 import json
 import re
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 # Field names of Bridge's config sections, generated from the real dataclasses of the pinned
@@ -21,10 +22,29 @@ FIELDS_FILE = Path(__file__).with_name("bridge_fields.json")
 
 
 @functools.cache
+def _table() -> dict:
+    return json.loads(FIELDS_FILE.read_text(encoding="utf-8"))
+
+
 def bridge_fields() -> dict[str, frozenset[str]]:
     """{section: field names} of Megatron-Bridge's ConfigContainer, from the generated table."""
-    table = json.loads(FIELDS_FILE.read_text(encoding="utf-8"))
-    return {k: frozenset(v) for k, v in table["sections"].items()}
+    return {k: frozenset(v) for k, v in _table()["sections"].items()}
+
+
+def _table_note() -> str:
+    """Where the names come from; says so when the installed Bridge is another version."""
+    made_for = _table()["megatron_bridge"]
+    try:
+        installed = version("megatron-bridge")
+    except PackageNotFoundError:
+        installed = made_for
+    note = f"fields of Megatron-Bridge {made_for}'s config, training/bridge_fields.json"
+    if installed != made_for:
+        note += (
+            f"; Megatron-Bridge {installed} is installed here: regenerate the table with "
+            f"python3 -m training.gen_bridge_fields training/bridge_fields.json"
+        )
+    return note
 
 
 # Keys that a `pipe train` option or the data artifact owns: overriding them would make the
@@ -97,7 +117,7 @@ def check_key(key: str, adds: bool = False) -> None:
     if not adds and name not in fields[section]:
         raise OverrideError(
             f"{key!r}: {section} has no field {name!r}{_did_you_mean(name, fields[section])} "
-            f"(fields of Megatron-Bridge's config, training/bridge_fields.json)"
+            f"({_table_note()})"
         )
 
 
