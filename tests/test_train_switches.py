@@ -10,7 +10,7 @@ import pytest
 from training.entry import apply_switches
 from training.overrides import OverrideError, parse_overrides
 from training.plan import DataSource, build_plan
-from training.switches import Installed, decide, resolve
+from training.switches import Installed, decide, describe, resolve
 
 DATA = DataSource(blend_json="/d/blend.json", tokenizer="/tok", vocab_size=131072, eod_id=2)
 TE_AND_APEX = Installed(True, True, True, True, True)
@@ -145,3 +145,10 @@ def test_probe_sees_this_machine() -> None:
     # This CPU machine has neither TE nor apex installed.
     found = Installed.probe()
     assert found.transformer_engine is False and found.apex is False
+
+
+def test_dry_run_line_names_each_switch() -> None:
+    line = describe(resolve(decide(TE_ONLY, tp=2, dp=1), parse_overrides([])))
+    assert "gradient_accumulation_fusion=False" in line
+    assert "sequence_parallel=True" in line
+    assert "optimizer.use_distributed_optimizer=True" in line

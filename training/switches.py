@@ -177,3 +177,8 @@ def resolve(switches: list[Switch], overrides: list[Override]) -> dict[str, dict
             entry = {"value": value, "why": f"set by {o.text}", "default": s.value}
         out[s.key] = entry
     return out
+
+
+def describe(switches: dict[str, dict]) -> str:
+    """One line for `pipe train --dry-run`: each switch as key=value (`model.` left out)."""
+    return " ".join(f"{k.removeprefix('model.')}={v['value']}" for k, v in switches.items())
