@@ -30,6 +30,7 @@ from training.plan import (
     resolve_nproc,
 )
 from training.presets import PRESETS
+from training.switches import describe
 from training.tokenizer_check import TokenizerMismatch, check_tokenizer
 from util.errors import PipeError
 
@@ -45,6 +46,7 @@ def _print_plan(plan: TrainPlan, key: str) -> None:
         "batch": f"global {plan.global_batch_size} x micro {plan.micro_batch_size}, "
         f"{plan.tokens_per_iteration:,} tokens/iteration, {plan.train_iters} iterations",
         "precision": f"{plan.precision} ({plan.mixed_precision}, {plan.layer_spec} layers)",
+        "switches": describe(plan.switches),
         "data": plan.blend_json or "mock (synthetic)",
         "tokenizer": f"{plan.tokenizer} (vocab {plan.vocab_size}, EOD {plan.eod_id})",
         "overrides": " ".join(plan.overrides) or "-",

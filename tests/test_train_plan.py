@@ -18,6 +18,9 @@ from training.plan import (
     resolve_nproc,
 )
 from training.presets import PRESETS, get_preset
+from training.switches import Installed
+
+NOTHING = Installed(False, False, False, False, False)
 
 DATA = DataSource(
     blend_json="/data/blend.json", tokenizer="/tok", vocab_size=131072, eod_id=2, artifact="abc"
@@ -128,28 +131,28 @@ def test_plan_reads_overrides_into_layout_and_batch() -> None:
         data=DATA,
         nproc_per_node=8,
         overrides=["train.global_batch_size=64", "train.train_iters=30"],
-        has_te=False,
+        installed=NOTHING,
     )
     assert (plan.tp, plan.pp, plan.dp, plan.world_size) == (2, 1, 4, 8)
     assert plan.global_batch_size == 64 and plan.train_iters == 30
     assert plan.tokens_per_iteration == 64 * 2048
     assert plan.layer_spec == "local" and plan.mixed_precision == "bf16_mixed"
-    with pytest.raises(LayoutError, match="global batch 20"):
+    with pytest.raises(LayoutError, match="global batch 18"):
         build_plan(
-            model="1b", data=DATA, nproc_per_node=8, overrides=["train.global_batch_size=20"]
+            model="1b", data=DATA, nproc_per_node=8, overrides=["train.global_batch_size=18"]
         )
     with pytest.raises(PlanError, match="no blend.json"):
         build_plan(model="tiny", data=DataSource(None, "t", 10, 1), nproc_per_node=1)
 
 
 def test_run_identity_ignores_layout_and_run_control() -> None:
-    base = build_plan(model="tiny", data=DATA, nproc_per_node=1, has_te=False)
+    base = build_plan(model="tiny", data=DATA, nproc_per_node=1, installed=NOTHING)
     stopped = build_plan(
         model="tiny",
         data=DATA,
         nproc_per_node=4,
         overrides=["train.exit_interval=25", "logger.log_interval=5"],
-        has_te=False,
+        installed=NOTHING,
     )
     longer = build_plan(
         model="tiny", data=DATA, nproc_per_node=1, overrides=["train.train_iters=60"]
@@ -194,3 +197,32 @@ def test_nproc_auto_needs_a_gpu() -> None:
         resolve_nproc("auto", gpus=0)
     with pytest.raises(PlanError, match="a number or 'auto'"):
         resolve_nproc("many")
+
+
+def test_micro_batch_is_the_presets_largest_that_fits_each_dp_rank() -> None:
+    # 1b: global 16, micro batch up to 8 (measured best on one H200).
+    sizes = {
+        n: build_plan(model="1b", data=DATA, nproc_per_node=n, tp=1, installed=NOTHING)
+        for n in (1, 2, 4, 8)
+    }
+    assert {n: p.micro_batch_size for n, p in sizes.items()} == {1: 8, 2: 8, 4: 4, 8: 2}
+    # The default layout on 8 GPUs (TP=2 x DP=4) gets 4 sequences per rank.
+    assert (
+        build_plan(model="1b", data=DATA, nproc_per_node=8, installed=NOTHING).micro_batch_size == 4
+    )
+    # An explicit micro batch is kept, and checked.
+    plan = build_plan(
+        model="1b",
+        data=DATA,
+        nproc_per_node=1,
+        overrides=["train.micro_batch_size=2"],
+        installed=NOTHING,
+    )
+    assert plan.micro_batch_size == 2
+
+
+def test_layer_spec_is_part_of_the_run_identity() -> None:
+    te = Installed(True, False, False, False, False)
+    local = build_plan(model="tiny", data=DATA, nproc_per_node=1, installed=NOTHING)
+    with_te = build_plan(model="tiny", data=DATA, nproc_per_node=1, installed=te)
+    assert local.identity() != with_te.identity()

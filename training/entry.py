@@ -9,17 +9,15 @@ dotlist overrides last. Megatron-Bridge is imported here and nowhere else in pip
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from training import record
 from training.compat import allow_bridge_without_te, use_prebuilt_dataset_helpers
 from training.data import blend_per_split
 from training.plan import CHECKPOINTS, TrainPlan, read_plan
+from training.recorder import callbacks
 
 TENSORBOARD = "tensorboard"
 
@@ -64,16 +62,12 @@ def build_config(plan: TrainPlan) -> Any:
         setattr(model, key, _activation(value) if key == "activation_func" else value)
     model.tensor_model_parallel_size = plan.tp
     model.pipeline_model_parallel_size = plan.pp
-    # Sequence parallel needs TE's norms: Megatron's torch norm asserts it is off.
-    model.sequence_parallel = plan.tp > 1 and plan.transformer_engine
     model.seq_length = plan.seq_length
     model.vocab_size = None  # from the tokenizer, padded for TP by Bridge
     if not plan.transformer_engine:
         # Megatron's local (non-TE) modules; the default spec always picks TE layers.
         model.transformer_layer_spec = local_layer_spec
         model.transformer_impl = "local"
-    # The fused masked softmax is an apex/Megatron CUDA extension; without it, plain softmax.
-    model.masked_softmax_fusion = importlib.util.find_spec("scaled_masked_softmax_cuda") is not None
 
     cfg.train.train_iters = plan.train_iters
     cfg.train.global_batch_size = plan.global_batch_size
@@ -86,12 +80,7 @@ def build_config(plan: TrainPlan) -> Any:
     cfg.optimizer.min_lr = preset["min_lr"]
     cfg.scheduler.lr_warmup_iters = max(1, round(preset["warmup_fraction"] * plan.train_iters))
     cfg.scheduler.lr_decay_iters = plan.train_iters
-    if not plan.transformer_engine and importlib.util.find_spec("apex") is None:
-        # Without TE or apex the optimizer falls back to torch AdamW, whose state the
-        # distributed optimizer cannot reload (megatron-core asserts on resume). Bridge turns
-        # it on if either flag is set, so both go off.
-        cfg.optimizer.use_distributed_optimizer = False
-        cfg.ddp.use_distributed_optimizer = False
+    apply_switches(cfg, plan.switches)
 
     cfg.dataset.seq_length = plan.seq_length
     # Megatron caches sample indices beside the data by default: that would write into the
@@ -127,134 +116,17 @@ def build_config(plan: TrainPlan) -> Any:
     return cfg
 
 
+def apply_switches(cfg: Any, switches: dict[str, dict]) -> None:
+    """Set the plan's TE/apex-dependent switches (training/switches.py decided them)."""
+    for key, entry in switches.items():
+        section, name = key.split(".", 1)
+        setattr(getattr(cfg, section), name, entry["value"])
+
+
 def _provider_fields(preset: dict) -> dict[str, Any]:
     from training.presets import ModelPreset
 
     return ModelPreset(**preset).provider_fields()
-
-
-class RunRecorder:
-    """Bridge callback: one JSON line per train step and eval, and each rank's peak memory.
-
-    The last rank writes the lines: it sits on the last pipeline stage, where the loss is.
-    """
-
-    def __init__(self, plan: TrainPlan) -> None:
-        self.plan = plan
-        self.folder = Path(plan.run_dir) / record.RECORD_DIR
-        self.rank = 0
-        self.writer = False
-        self.launch = 0
-        self.t0 = 0.0
-
-    def on_train_start(self, ctx: Any) -> None:
-        import torch
-        from megatron.bridge.training.utils.flop_utils import num_floating_point_operations
-
-        self.rank = torch.distributed.get_rank()
-        world = torch.distributed.get_world_size()
-        self.writer = self.rank == world - 1
-        cfg = ctx.state.cfg
-        gbs = cfg.train.global_batch_size
-        if self.writer:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self.launch = len(record.read_lines(self.folder / record.META))
-            record.append_line(
-                self.folder / record.META,
-                {
-                    "launch": self.launch,
-                    "start_iteration": ctx.state.train_state.step,
-                    "world_size": world,
-                    "tp": cfg.model.tensor_model_parallel_size,
-                    "pp": cfg.model.pipeline_model_parallel_size,
-                    "global_batch_size": gbs,
-                    "seq_length": cfg.model.seq_length,
-                    "tokens_per_iteration": gbs * cfg.model.seq_length,
-                    "flops_per_iteration": _flops(num_floating_point_operations, cfg, gbs),
-                    "vocab_size": cfg.model.vocab_size,
-                    "gpu": torch.cuda.get_device_name(),
-                    "torch": torch.__version__,
-                    "time": time.time(),
-                },
-            )
-
-    def on_train_step_start(self, ctx: Any) -> None:
-        self.t0 = time.perf_counter()
-
-    def on_train_step_end(self, ctx: Any) -> None:
-        import torch
-
-        torch.cuda.synchronize()
-        seconds = time.perf_counter() - self.t0
-        self._write_memory()
-        if not self.writer:
-            return
-        loss = (ctx.loss_dict or {}).get("lm loss")
-        try:
-            lr = ctx.optimizer.param_groups[0]["lr"]
-        except (AttributeError, IndexError, KeyError, TypeError):
-            lr = None
-        record.append_line(
-            self.folder / record.STEPS,
-            {
-                "iteration": ctx.state.train_state.step + 1,  # Bridge counts up after this event
-                "launch": self.launch,
-                "seconds": seconds,
-                "loss": None if loss is None else float(loss),
-                "lr": lr,
-                "grad_norm": None if ctx.grad_norm is None else float(ctx.grad_norm),
-                "skipped": bool(ctx.skipped_iter),
-            },
-        )
-
-    def on_eval_end(self, ctx: Any) -> None:
-        loss = (ctx.total_loss_dict or {}).get("lm loss")
-        if self.writer and loss is not None:
-            record.append_line(
-                self.folder / record.VALID,
-                {"iteration": ctx.state.train_state.step, "loss": float(loss)},
-            )
-
-    def on_train_end(self, ctx: Any) -> None:
-        self._write_memory()
-
-    def _write_memory(self) -> None:
-        import torch
-
-        self.folder.mkdir(parents=True, exist_ok=True)
-        record.write_json(
-            self.folder / f"memory-rank{self.rank}.json",
-            {
-                "rank": self.rank,
-                "max_allocated_bytes": torch.cuda.max_memory_allocated(),
-                "max_reserved_bytes": torch.cuda.max_memory_reserved(),
-            },
-        )
-
-
-def _flops(count: Any, cfg: Any, batch: int) -> float | None:
-    """Model FLOPs per iteration by Bridge's own formula; None (not a crash) if it cannot."""
-    try:
-        return float(count(cfg, batch))
-    except Exception as exc:  # a record must never stop a training run
-        print(f"pipe: cannot count FLOPs ({type(exc).__name__}: {exc})", flush=True)
-        return None
-
-
-def _callbacks(plan: TrainPlan) -> Any:
-    from megatron.bridge.training.callbacks import CallbackManager
-
-    recorder = RunRecorder(plan)
-    manager = CallbackManager()
-    for event in (
-        "on_train_start",
-        "on_train_step_start",
-        "on_train_step_end",
-        "on_eval_end",
-        "on_train_end",
-    ):
-        manager.register(event, getattr(recorder, event))
-    return manager
 
 
 MIN_BRIDGE = (0, 6)
@@ -293,7 +165,7 @@ def main(argv: list[str]) -> None:
         f"pipe: plan {json.dumps({k: plan.as_dict()[k] for k in ('model', 'tp', 'pp', 'dp')})}",
         flush=True,
     )
-    pretrain(cfg, forward_step, callbacks=_callbacks(plan))
+    pretrain(cfg, forward_step, callbacks=callbacks(plan))
 
 
 if __name__ == "__main__":  # torch_dist checkpoint workers re-import this module

@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from training.plan import TrainPlan
 
 LOGS = "logs"
+# Wall time at which torchrun was started; the entry records it (start-up overhead).
+LAUNCHED_AT = "PIPE_LAUNCHED_AT"
 
 
 def launch_env(plan: TrainPlan) -> dict[str, str]:
@@ -39,9 +42,10 @@ def launch(plan: TrainPlan) -> tuple[int, Path]:
     log_path = next_log(Path(plan.run_dir))
     with open(log_path, "w", encoding="utf-8") as log:
         log.write("$ " + " ".join(plan.torchrun) + "\n")
+        env = launch_env(plan) | {LAUNCHED_AT: repr(time.time())}
         proc = subprocess.Popen(
             plan.torchrun,
-            env=launch_env(plan),
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

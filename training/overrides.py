@@ -7,34 +7,45 @@ needs (batch sizes, heads, layers) so a bad layout is refused before torchrun st
 
 from __future__ import annotations
 
+import difflib
+import functools
+import json
 import re
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
-# Top-level fields of Megatron-Bridge's ConfigContainer that a user may override.
-SECTIONS = frozenset(
-    {
-        "train",
-        "model",
-        "optimizer",
-        "scheduler",
-        "dataset",
-        "logger",
-        "tokenizer",
-        "checkpoint",
-        "ddp",
-        "validation",
-        "rng",
-        "dist",
-        "profiling",
-        "ft",
-        "straggler",
-        "nvrx_straggler",
-        "comm_overlap",
-        "rerun_state_machine",
-        "inprocess_restart",
-        "tensor_inspect",
-    }
-)
+# Field names of Bridge's config sections, generated from the real dataclasses of the pinned
+# Megatron-Bridge by training/gen_bridge_fields.py (Bridge cannot be installed everywhere pipe
+# plans a run, and importing it takes seconds).
+FIELDS_FILE = Path(__file__).with_name("bridge_fields.json")
+
+
+@functools.cache
+def _table() -> dict:
+    return json.loads(FIELDS_FILE.read_text(encoding="utf-8"))
+
+
+def bridge_fields() -> dict[str, frozenset[str]]:
+    """{section: field names} of Megatron-Bridge's ConfigContainer, from the generated table."""
+    return {k: frozenset(v) for k, v in _table()["sections"].items()}
+
+
+def _table_note() -> str:
+    """Where the names come from; says so when the installed Bridge is another version."""
+    made_for = _table()["megatron_bridge"]
+    try:
+        installed = version("megatron-bridge")
+    except PackageNotFoundError:
+        installed = made_for
+    note = f"fields of Megatron-Bridge {made_for}'s config, training/bridge_fields.json"
+    if installed != made_for:
+        note += (
+            f"; Megatron-Bridge {installed} is installed here: regenerate the table with "
+            f"python3 -m training.gen_bridge_fields training/bridge_fields.json"
+        )
+    return note
+
 
 # Keys that a `pipe train` option or the data artifact owns: overriding them would make the
 # launch plan lie (a different world layout, data or tokenizer than the one checked).
@@ -79,19 +90,40 @@ def parse_overrides(args: list[str] | tuple[str, ...]) -> list[Override]:
         if not _KEY.match(key):
             raise OverrideError(f"{key!r} is not a dotted key (e.g. train.global_batch_size)")
         bare = key.lstrip("+")
-        section = bare.split(".", 1)[0]
-        if section not in SECTIONS:
-            known = ", ".join(sorted(SECTIONS))
-            raise OverrideError(f"{key!r}: unknown section {section!r}; known: {known}")
-        if "." not in bare:
-            raise OverrideError(f"{key!r} names a whole section; set one field, e.g. {bare}.X=Y")
-        if bare in RESERVED:
-            raise OverrideError(f"{key!r} cannot be overridden: {RESERVED[bare]}")
+        if bare in RESERVED or bare.split(".", 1)[0] in RESERVED:
+            reason = RESERVED.get(bare) or RESERVED[bare.split(".", 1)[0]]
+            raise OverrideError(f"{key!r} cannot be overridden: {reason}")
+        check_key(bare, adds=key.startswith("+"))
         if bare in seen:
             raise OverrideError(f"{key!r} is given twice")
         seen.add(bare)
         out.append(Override(key=bare, value=value.strip(), text=f"{key}={value.strip()}"))
     return out
+
+
+def check_key(key: str, adds: bool = False) -> None:
+    """`section.field` must name a real Bridge config field; a typo gets a did-you-mean.
+
+    Hydra's `+key=value` adds a key, so only its section is checked. Deeper keys
+    (`section.field.sub`) are checked down to the field.
+    """
+    fields = bridge_fields()
+    section, _, rest = key.partition(".")
+    if section not in fields:
+        raise OverrideError(f"{key!r}: unknown section {section!r}{_did_you_mean(section, fields)}")
+    if not rest:
+        raise OverrideError(f"{key!r} names a whole section; set one field, e.g. {key}.X=Y")
+    name = rest.split(".", 1)[0]
+    if not adds and name not in fields[section]:
+        raise OverrideError(
+            f"{key!r}: {section} has no field {name!r}{_did_you_mean(name, fields[section])} "
+            f"({_table_note()})"
+        )
+
+
+def _did_you_mean(name: str, choices: frozenset[str] | dict) -> str:
+    close = difflib.get_close_matches(name, sorted(choices), n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
 def parse_value(raw: str) -> int | float | bool | str | None:

@@ -6,7 +6,6 @@ prints is exactly what the GPUs will run. Nothing here imports Megatron-Bridge.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import sys
@@ -14,15 +13,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from training.layout import Layout, ModelDims, resolve_layout
+from training.options import PRECISION_RECIPES as PRECISION_RECIPES
+from training.options import PlanError as PlanError
+from training.options import check_precision
+from training.options import resolve_nproc as resolve_nproc
 from training.overrides import Override, get_int, parse_overrides
 from training.presets import get_preset
-
-# --precision -> Megatron-Bridge mixed-precision recipe (training/mixed_precision.py there).
-PRECISION_RECIPES = {
-    "bf16": "bf16_mixed",
-    "fp8": "bf16_with_fp8_current_scaling_mixed",
-    "nvfp4": "bf16_with_nvfp4_mixed",
-}
+from training.switches import Installed, decide, resolve
 
 # Environment every launch gets unless the caller already set it (Bridge's recipe defaults;
 # NCCL_NVLS_ENABLE=0 also keeps NVLink multicast off on shared hosts).
@@ -36,10 +33,6 @@ LAUNCH_ENV = {
 PLAN_FILE = "plan.json"
 CHECKPOINTS = "checkpoints"
 TRACKER = "latest_checkpointed_iteration.txt"
-
-
-class PlanError(ValueError):
-    """A plan that cannot run: say why before anything starts."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +100,8 @@ class TrainPlan:
     data_artifact: str | None
     overrides: list[str]
     rendezvous: dict
+    installed: dict = field(default_factory=dict)
+    switches: dict = field(default_factory=dict)
     run_dir: str = ""
     resume_iteration: int | None = None
     torchrun: list[str] = field(default_factory=list)
@@ -119,13 +114,16 @@ class TrainPlan:
         """What decides the trained weights: the run key hashes this (not where or how wide).
 
         Layout is left out on purpose: torch_dist checkpoints reshard, so a run may resume on
-        another GPU count. Run-control overrides (logging, exit, save cadence) are left out too,
-        so stopping a run early and starting it again resumes the same run.
+        another GPU count. The layer spec is in: TE and local layers name their weights
+        differently, so a run made with one cannot resume with the other. Run-control overrides
+        (logging, exit, save cadence) are left out too, so stopping a run early and starting it
+        again resumes the same run.
         """
         return {
             "model": self.model,
             "preset": self.preset,
             "precision": self.precision,
+            "layer_spec": self.layer_spec,
             "mock": self.mock,
             "tokenizer": self.tokenizer,
             "vocab_size": self.vocab_size,
@@ -151,52 +149,6 @@ def _run_control(text: str) -> bool:
     return text.lstrip("+").startswith(_RUN_CONTROL_PREFIXES)
 
 
-def te_available() -> bool:
-    """Whether Transformer Engine is importable here (find_spec: cheap, imports nothing)."""
-    return importlib.util.find_spec("transformer_engine") is not None
-
-
-def gpu_count() -> int:
-    """GPUs this process can see (0 on a machine without CUDA)."""
-    try:
-        import torch
-
-        return torch.cuda.device_count() if torch.cuda.is_available() else 0
-    except ImportError:
-        return 0
-
-
-def check_precision(precision: str, has_te: bool) -> str:
-    """The Bridge mixed-precision recipe for --precision; fp8/nvfp4 need Transformer Engine."""
-    if precision not in PRECISION_RECIPES:
-        raise PlanError(f"unknown precision {precision!r}; choose one of {list(PRECISION_RECIPES)}")
-    if precision != "bf16" and not has_te:
-        raise PlanError(
-            f"--precision {precision} needs Transformer Engine (its fp8/nvfp4 recipes and layer "
-            f"spec), which is not installed here; use --precision bf16, or install "
-            f"transformer-engine[pytorch] matching this torch and CUDA"
-        )
-    return PRECISION_RECIPES[precision]
-
-
-def resolve_nproc(value: str | int, gpus: int | None = None) -> int:
-    """--nproc-per-node: a positive number, or `auto` = the GPUs this machine has."""
-    if isinstance(value, int) or str(value).isdigit():
-        n = int(value)
-        if n < 1:
-            raise PlanError("--nproc-per-node must be at least 1")
-        return n
-    if value != "auto":
-        raise PlanError(f"--nproc-per-node must be a number or 'auto', got {value!r}")
-    n = gpu_count() if gpus is None else gpus
-    if n < 1:
-        raise PlanError(
-            "--nproc-per-node auto: no GPU is visible here; pass a number to plan "
-            "for another machine (e.g. --nproc-per-node 8 --dry-run)"
-        )
-    return n
-
-
 def build_plan(
     *,
     model: str,
@@ -208,12 +160,16 @@ def build_plan(
     overrides: list[str] | tuple[str, ...] = (),
     mock: bool = False,
     rendezvous: Rendezvous | None = None,
-    has_te: bool | None = None,
+    installed: Installed | None = None,
 ) -> TrainPlan:
-    """Resolve preset, overrides, layout and precision; raises PlanError/ValueError with why."""
+    """Resolve preset, overrides, layout, precision and switches; raises PlanError/ValueError.
+
+    `installed` is what this machine has (probed when None; tests pass each combination).
+    """
     preset = get_preset(model)
     parsed: list[Override] = parse_overrides(list(overrides))
-    has_te = te_available() if has_te is None else has_te
+    installed = Installed.probe() if installed is None else installed
+    has_te = installed.transformer_engine
     recipe = check_precision(precision, has_te)
     rdzv = rendezvous or Rendezvous()
     if not mock and not data.blend_json:
@@ -224,8 +180,17 @@ def build_plan(
         num_attention_heads=get_int(parsed, "model.num_attention_heads", p.num_attention_heads),
         num_query_groups=get_int(parsed, "model.num_query_groups", p.num_query_groups),
         global_batch_size=get_int(parsed, "train.global_batch_size", p.global_batch_size),
-        micro_batch_size=get_int(parsed, "train.micro_batch_size", p.micro_batch_size),
+        micro_batch_size=get_int(parsed, "train.micro_batch_size", 0),
     )
+    if not dims.micro_batch_size:
+        # The preset's micro batch is the largest that pays (see presets.py); with more DP
+        # ranks each gets fewer sequences, so take the largest micro batch that divides them.
+        one = replace(dims, micro_batch_size=1)
+        per_rank = (
+            dims.global_batch_size // resolve_layout(nproc_per_node, rdzv.nnodes, tp, pp, one).dp
+        )
+        mbs = max(d for d in range(1, p.micro_batch_size + 1) if per_rank % d == 0)
+        dims = replace(dims, micro_batch_size=mbs)
     layout: Layout = resolve_layout(nproc_per_node, rdzv.nnodes, tp, pp, dims)
     seq = get_int(parsed, "model.seq_length", preset.seq_length)
     dataset_seq = get_int(parsed, "dataset.seq_length", seq)
@@ -234,6 +199,8 @@ def build_plan(
     iters = get_int(parsed, "train.train_iters", preset.train_iters)
     if iters < 1:
         raise PlanError(f"train.train_iters must be at least 1, got {iters}")
+    norm = next((o.value for o in parsed if o.key == "model.normalization"), "RMSNorm")
+    switches = resolve(decide(installed, tp=layout.tp, dp=layout.dp, normalization=norm), parsed)
     return TrainPlan(
         model=preset.name,
         preset=preset.as_dict(),
@@ -261,6 +228,8 @@ def build_plan(
         data_artifact=data.artifact,
         overrides=[o.text for o in parsed],
         rendezvous=asdict(rdzv),
+        installed=installed.as_dict(),
+        switches=switches,
     )
 
 

@@ -112,6 +112,18 @@ def summarize(
     return summary
 
 
+def startup_seconds(meta: dict[str, Any], steps: list[dict[str, Any]]) -> float | None:
+    """Launch to first iteration: from torchrun's start to the start of the launch's first step.
+
+    That is process start, imports, distributed init, model build, checkpoint load and the
+    dataset index build; None for records written before steps carried a wall time.
+    """
+    first = next((s for s in steps if s.get("launch", 0) == meta.get("launch", 0)), None)
+    if first is None or first.get("time") is None or meta.get("launched_at") is None:
+        return None
+    return first["time"] - first["seconds"] - meta["launched_at"]
+
+
 def assemble(run_dir: str | Path, plan: dict[str, Any]) -> dict[str, Any]:
     """Build record.json from the event lines of every launch of this run, and write it."""
     folder = Path(run_dir) / RECORD_DIR
@@ -133,7 +145,9 @@ def assemble(run_dir: str | Path, plan: dict[str, Any]) -> dict[str, Any]:
         "config": plan,
         "meta": meta,
         "launches": [
-            {k: m.get(k) for k in ("launch", "start_iteration", "world_size")} for m in meta_lines
+            {k: m.get(k) for k in ("launch", "start_iteration", "world_size")}
+            | {"startup_seconds": startup_seconds(m, steps)}
+            for m in meta_lines
         ],
         "summary": summarize(
             steps,

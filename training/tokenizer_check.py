@@ -9,7 +9,6 @@ an error. This check loads the tokenizer the way Megatron's `HuggingFaceTokenize
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 
 class TokenizerMismatch(ValueError):
@@ -23,14 +22,6 @@ class TokenizerInfo:
     name: str
     vocab_size: int
     eod_id: int | None
-
-
-def resolve_reference(name: str, base: Path | None = None) -> str:
-    """An absolute folder path when `name` is a local folder (relative to `base`), else the id."""
-    path = Path(name).expanduser()
-    if not path.is_absolute() and base is not None:
-        path = base / path
-    return str(path.resolve()) if path.is_dir() else name
 
 
 def inspect_tokenizer(name: str) -> TokenizerInfo:
