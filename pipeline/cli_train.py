@@ -11,16 +11,10 @@ from pathlib import Path
 import click
 
 from pipeline.artifact import Outcome
-from pipeline.cache import Cache, default_root
 from pipeline.cli_common import cache_dir_option, user_errors
-from pipeline.context import Context
-from pipeline.plan import Options
-from pipeline.report import Reporter
-from pipeline.run import ensure
-from pipeline.train import MOCK, data_source, data_step, run, run_step, where_it_runs
 from training.data import BlendFileError
 from training.layout import LayoutError
-from training.overrides import OverrideError
+from training.overrides import OverrideError, parse_overrides
 from training.plan import (
     PRECISION_RECIPES,
     PlanError,
@@ -157,6 +151,7 @@ def train(
     KEY=VALUE arguments are Megatron-Bridge dotlist overrides, e.g. train.train_iters=5000
     train.global_batch_size=64 checkpoint.save_interval=500.
     """
+    parse_overrides(overrides)  # a misspelled key fails first, in well under a second
     if mock and blend_path:
         raise PipeError("--mock trains on synthetic data; drop --blend (or drop --mock)")
     if not mock and blend_path is None:
@@ -177,6 +172,13 @@ def train(
         overrides=overrides,
         rendezvous=rdzv,
     )
+    from pipeline.cache import Cache, default_root  # the data side's imports wait until here
+    from pipeline.context import Context
+    from pipeline.plan import Options
+    from pipeline.report import Reporter
+    from pipeline.run import ensure
+    from pipeline.train import MOCK, data_source, data_step, run, run_step, where_it_runs
+
     build_plan(data=MOCK, mock=True, **launch)  # layout, precision, overrides: before any data
     cache = Cache(cache_dir or default_root())
     with Context(Reporter(quiet=quiet)) as ctx:
