@@ -141,14 +141,15 @@ def bench_tokenize(
     return rows
 
 
-def table(rows: list[dict[str, Any]], cores: int, corpus: str) -> str:
+def table(rows: list[dict[str, Any]], cores: int, workers: int | None, corpus: str) -> str:
     """A Markdown table, ready for the README."""
     head = (
         "| corpus | docs | tokens | GigaToken ceiling tok/s | HF ceiling tok/s | peer s "
         "(Megatron-LM fast path) | pipe cold s | speed-up vs peer | pipe tokenizing tok/s "
         "| / GigaToken ceiling | download MB/s | cache hit s | peak RSS peer / pipe MB |"
     )
-    lines = [f"{cores} cores.", "", head, "|" + "---|" * (head.count("|") - 1)]
+    pipe_cores = f"; pipe's engine on {workers}" if workers else ""
+    lines = [f"{cores} cores{pipe_cores}.", "", head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         hf = f"{r['hf_tok_s']:,.0f}" if "hf_tok_s" in r else "-"
         lines.append(

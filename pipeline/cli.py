@@ -240,65 +240,12 @@ def tokenize(
         click.echo(f"blend.json: {payload['blend_json']}")
 
 
-@main.group()
-def bench() -> None:
-    """Benchmarks that print a table of measured ratios."""
-
-
-@bench.command("tokenize")
-@click.option(
-    "--corpus",
-    type=click.Path(exists=True, path_type=Path),
-    default=None,
-    help="jsonl(.gz) with 'id' and 'text' [default: ../shared/corpora/gcide.jsonl.gz].",
-)
-@click.option(
-    "--tokenizer",
-    default=None,
-    help="Folder with tokenizer.json [default: ../shared/tokenizers/nemotron-nano-compat].",
-)
-@click.option(
-    "--scales",
-    default="1,4,16",
-    show_default=True,
-    help="Corpus repetitions to run (fresh ids each), comma-separated.",
-)
-@click.option(
-    "--hf-max-scale",
-    type=click.IntRange(min=0),
-    default=1,
-    show_default=True,
-    help="Largest scale at which to measure the (slow) HF tokenizers ceiling.",
-)
-@_workers_option
-@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON too.")
-@_user_errors
-def bench_tokenize_cmd(
-    corpus: Path | None,
-    tokenizer: str | None,
-    scales: str,
-    hf_max_scale: int,
-    workers: int | None,
-    as_json: bool,
-) -> None:
-    """pipe tokenize vs Megatron-LM's fast path and the tokenizers' ceilings, same machine."""
-    from pipeline import bench as b
-
-    corpus = corpus or b.DEFAULT_CORPUS
-    if not corpus.is_file():
-        raise PipeError(f"{corpus}: no corpus; pass --corpus")
-    tok = str(Path(tokenizer).resolve()) if tokenizer else str(b.DEFAULT_TOKENIZER)
-    rows = b.bench_tokenize(corpus, tok, [int(x) for x in scales.split(",")], workers, hf_max_scale)
-    name = "GCIDE" if corpus == b.DEFAULT_CORPUS else "corpus"
-    click.echo(b.table(rows, workers or os.cpu_count() or 1, name))
-    if as_json:
-        click.echo(json.dumps(rows))
-
-
 from pipeline.cli_artifacts import artifacts  # noqa: E402
+from pipeline.cli_bench import bench  # noqa: E402
 from pipeline.cli_train import train  # noqa: E402 (registered last: it imports training/)
 
 main.add_command(artifacts)
+main.add_command(bench)
 main.add_command(train)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,12 +83,13 @@ def build(parents: list, config: dict[str, Any], work: Path, ctx: Context) -> di
                     f"and verified; redoing {len(pending)}"
                 )
             with ctx.bar(f"tokenize {name}", source.manifest["stats"]["docs"]) as bar:
+                job = _Job(work, chunks, set(pending), plan, spec, bar)
                 if ctx.ray_address:
-                    _run_on_ray(ctx, work, chunks, pending, plan, spec, bar)
+                    _run_on_ray(ctx, job)
                     timing["tokenize_s"] = round(clock.lap(), 3)
                     stats = merge_chunks(work, chunks, dtype.result())
                 else:
-                    stats = _run_here(ctx, work, chunks, pending, plan, spec, bar, dtype)
+                    stats = _run_here(ctx, job, dtype)
                     timing["tokenize_s"] = round(clock.lap(), 3)
         timing["merge_s"] = round(clock.lap(), 3)  # what is left of it after the last chunk
     if not stats["train"]["docs"]:
@@ -103,6 +105,18 @@ def build(parents: list, config: dict[str, Any], work: Path, ctx: Context) -> di
     }
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One dataset's chunks to tokenize: all of them in order, and those not yet sealed."""
+
+    work: Path
+    chunks: list[Chunk]
+    pending: set[Chunk]
+    plan: SplitPlan
+    spec: EncoderSpec
+    bar: Any
+
+
 def _chunk_done(bar: Any, receipt: dict[str, Any]) -> None:
     maybe_die("tokenize.chunk_done")
     _advance(bar, receipt)
@@ -113,37 +127,27 @@ def _advance(bar: Any, receipt: dict[str, Any]) -> None:
     bar.advance(sum(s["docs"] for s in splits), sum(s["tokens"] for s in splits))
 
 
-def _run_here(
-    ctx: Context,
-    work: Path,
-    chunks: list[Chunk],
-    pending: list[Chunk],
-    plan: SplitPlan,
-    spec: EncoderSpec,
-    bar: Any,
-    dtype: Future,
-) -> dict[str, Any]:
+def _run_here(ctx: Context, job: _Job, dtype: Future) -> dict[str, Any]:
     """Every chunk in this process, in order, as a pipeline: the next chunk is read on one
     thread, and the last one sealed and merged on another, while the engine encodes this one
     on every core (GigaToken and HF `tokenizers` release the GIL while they encode)."""
     arm()
-    encoder = encoder_for(spec, ctx.workers)
-    todo = set(pending)
+    encoder = encoder_for(job.spec, ctx.workers)
     merger: list[Merger] = []
 
     def seal_and_merge(chunk: Chunk, ids: list[str] | None, encoded: Any) -> None:
         if ids is not None:
-            _chunk_done(bar, seal(work, chunk, plan, ids, encoded, encoder))
+            _chunk_done(job.bar, seal(job.work, chunk, job.plan, ids, encoded, encoder))
         else:
-            _advance(bar, chunk_receipt(work, chunk))  # sealed by an earlier attempt
+            _advance(job.bar, chunk_receipt(job.work, chunk))  # sealed by an earlier attempt
         if not merger:
-            merger.append(Merger(work, dtype.result()))
+            merger.append(Merger(job.work, dtype.result()))
         merger[0].add(chunk)
 
     with ThreadPoolExecutor(1) as writer:
         last: Future | None = None
-        loads = ahead(load(c) if c in todo else None for c in chunks)
-        for chunk, loaded in zip(chunks, loads, strict=True):
+        loads = ahead(load(c) if c in job.pending else None for c in job.chunks)
+        for chunk, loaded in zip(job.chunks, loads, strict=True):
             ids, encoded = None, None
             if loaded is not None:
                 ids, texts = loaded
@@ -157,24 +161,17 @@ def _run_here(
         return merger[0].finish()
 
 
-def _run_on_ray(
-    ctx: Context,
-    work: Path,
-    chunks: list[Chunk],
-    pending: list[Chunk],
-    plan: SplitPlan,
-    spec: EncoderSpec,
-    bar: Any,
-) -> None:
+def _run_on_ray(ctx: Context, job: _Job) -> None:
     """Chunks as Ray tasks over the cluster, one core each; every worker process loads the
     tokenizer once. Each task writes its sealed chunk into the shared cache."""
-    for chunk in chunks:
-        if chunk not in pending:
-            _advance(bar, chunk_receipt(work, chunk))
+    for chunk in job.chunks:
+        if chunk not in job.pending:
+            _advance(job.bar, chunk_receipt(job.work, chunk))
     ray = ctx.ray()
     arm()
     task = ray.remote(num_cpus=1)(_tokenize_on_worker)
-    waiting = [task.remote(str(work), chunk, plan, spec) for chunk in pending]
+    pending = [c for c in job.chunks if c in job.pending]
+    waiting = [task.remote(str(job.work), c, job.plan, job.spec) for c in pending]
     while waiting:
         done, waiting = ray.wait(waiting, num_returns=1)
         try:
@@ -184,7 +181,7 @@ def _run_on_ray(
             if isinstance(cause, PipeError | OSError):
                 raise cause from None
             raise
-        _chunk_done(bar, receipt)
+        _chunk_done(job.bar, receipt)
 
 
 def _tokenize_on_worker(work: str, chunk: Chunk, plan: SplitPlan, spec: EncoderSpec) -> dict:

@@ -40,9 +40,9 @@ def test_tokenize_runs_in_process_without_ray(built: dict) -> None:
 
 
 def _bins(cache: Path) -> dict[str, bytes]:
+    """Every bin/idx of the tokenize artifacts, by dataset name and file name."""
     return {
-        f"{p.parent.name[:0]}{json.loads((p.parent / 'manifest.json').read_text())['name']}/"
-        f"{p.name}": p.read_bytes()
+        f"{_manifest(p.parent)['name']}/{p.name}": p.read_bytes()
         for p in sorted((cache / "tokenize").glob("*/*.[bi][id][nx]"))
     }
 
@@ -256,3 +256,19 @@ def test_artifacts_commands_show_lineage(built: dict) -> None:
     assert show.code == 0 and json.loads(show.out)["key"] == key
     path = pipe("artifacts", "path", key, cache=built["cache"])
     assert path.out.strip() == built["result"]["path"]
+
+
+def test_hf_engine_writes_the_same_bytes(built: dict, corpus: Corpus, tmp_path: Path) -> None:
+    """`--engine hf` (the reference) and the default (GigaToken) give byte-identical bin/idx,
+    and each artifact records the engine that ran."""
+    cache = tmp_path / "cache"
+    args = ("tokenize", "--blend", corpus.blend, "--limit", LIMIT, "--quiet", "--json")
+    res = pipe(*args, "--engine", "hf", cache=cache)
+    assert res.code == 0, res.err
+    assert _bins(cache) == _bins(built["cache"])
+    ran = {
+        _manifest(p.parent)["stats"]["engine"]["engine"]
+        for root in (cache, built["cache"])
+        for p in root.glob("tokenize/*/manifest.json")
+    }
+    assert ran == {"hf", "gigatoken"}
