@@ -39,11 +39,13 @@ def test_tokenize_runs_in_process_without_ray(built: dict) -> None:
     assert not list(built["ray_tmp"].rglob("session_*"))
 
 
-def _bins(cache: Path) -> dict[str, bytes]:
-    """Every bin/idx of the tokenize artifacts, by dataset name and file name."""
+def _bins(blend_json: str | Path) -> dict[str, bytes]:
+    """Every bin/idx of the tokenize artifacts a megatron blend names, by dataset and file."""
+    folders = [Path(p).parent for p in json.loads(Path(blend_json).read_text())["train"][1::2]]
     return {
-        f"{_manifest(p.parent)['name']}/{p.name}": p.read_bytes()
-        for p in sorted((cache / "tokenize").glob("*/*.[bi][id][nx]"))
+        f"{_manifest(folder)['name']}/{p.name}": p.read_bytes()
+        for folder in folders
+        for p in sorted(folder.glob("*.[bi][id][nx]"))
     }
 
 
@@ -64,7 +66,7 @@ def test_ray_run_matches_and_leaves_no_process(built: dict, corpus: Corpus, tmp_
     )
     assert res.code == 0, res.err
     assert list(ray_tmp.rglob("session_*")), "the run did not start its own Ray"
-    assert _bins(cache) == _bins(built["cache"])
+    assert _bins(res.json["blend_json"]) == _bins(built["result"]["blend_json"])
     left = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
@@ -265,10 +267,10 @@ def test_hf_engine_writes_the_same_bytes(built: dict, corpus: Corpus, tmp_path: 
     args = ("tokenize", "--blend", corpus.blend, "--limit", LIMIT, "--quiet", "--json")
     res = pipe(*args, "--engine", "hf", cache=cache)
     assert res.code == 0, res.err
-    assert _bins(cache) == _bins(built["cache"])
+    assert _bins(res.json["blend_json"]) == _bins(built["result"]["blend_json"])
     ran = {
-        _manifest(p.parent)["stats"]["engine"]["engine"]
-        for root in (cache, built["cache"])
-        for p in root.glob("tokenize/*/manifest.json")
+        _manifest(Path(prefix).parent)["stats"]["engine"]["engine"]
+        for result in (res.json, built["result"])
+        for prefix in json.loads(Path(result["blend_json"]).read_text())["train"][1::2]
     }
     assert ran == {"hf", "gigatoken"}
