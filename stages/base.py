@@ -19,7 +19,6 @@ and publishes what it leaves in `work`. The pipeline's run walks a dict of these
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -59,6 +58,3 @@ class Counts:
 
     def skip(self, reason: str, n: int = 1) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + n
-
-
-Rows = Callable[[str, dict[str, Any], str], Iterator[tuple]]

@@ -229,3 +229,18 @@ def test_a_200_mb_document_tokenizes_in_bounded_memory(
     stats = next(a for a in Cache(tmp_path / "c").all() if a.stage == "tokenize").manifest["stats"]
     assert stats["train"]["docs"] == 1 and stats["engine"]["pieces"] > 100
     assert peak < 4 << 30, f"peak RSS of the process tree {peak / 2**30:.2f} GiB"
+
+
+def test_train_checks_its_options_before_any_data(tmp_path: Path) -> None:
+    """A bad --nproc-per-node is refused at once, before the (missing) blend file is read."""
+    start = time.monotonic()
+    res = pipe(
+        "train",
+        "--blend",
+        tmp_path / "missing.json",
+        "--nproc-per-node",
+        "abc",
+        cache=tmp_path / "c",
+    )
+    assert res.code == 1 and "--nproc-per-node must be a number or 'auto'" in res.err
+    assert "missing.json" not in res.err and time.monotonic() - start < 15
