@@ -32,6 +32,17 @@ def _blend(
     return blend
 
 
+def _tokenize_in_background(blend: Path, cache: Path, *args: str) -> subprocess.Popen:
+    command = ["tokenize", "--blend", str(blend), "--cache-dir", str(cache), *args]
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", *command],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def _download(blend: Path, cache: Path, *args: object, cwd: Path | None = None):
     return pipe("download", "--blend", blend, "--json", *args, cache=cache, cwd=cwd)
 
@@ -154,22 +165,7 @@ def test_rm_and_gc(small_tokenizer: Path, tmp_path: Path) -> None:
 
 
 def test_ctrl_c_exits_130_and_says_how_to_resume(corpus: Corpus, tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pipeline.cli",
-            "tokenize",
-            "--blend",
-            str(corpus.blend),
-            "--cache-dir",
-            str(tmp_path / "c"),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _tokenize_in_background(corpus.blend, tmp_path / "c")
     work = tmp_path / "c" / ".work"
     deadline = time.monotonic() + 60
     while not (work.is_dir() and any(work.iterdir())):  # interrupt mid-build
@@ -198,24 +194,7 @@ def test_a_200_mb_document_tokenizes_in_bounded_memory(
         while f.tell() < 200 << 20:
             f.write(paragraph)
     blend = _blend(tmp_path, "big.txt", str(small_tokenizer), {"valid": 0, "test": 0}, format="txt")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pipeline.cli",
-            "tokenize",
-            "--blend",
-            str(blend),
-            "--quiet",
-            "--json",
-            "--cache-dir",
-            str(tmp_path / "c"),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _tokenize_in_background(blend, tmp_path / "c", "--quiet", "--json")
     tree, peak = psutil.Process(proc.pid), 0
     while proc.poll() is None:
         try:
