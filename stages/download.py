@@ -20,8 +20,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from stages.base import Context, Counts
-from stages.readers import expand_files, read_files, read_hub
-from util.errors import PipeError
+from stages.readers import MAX_DOCUMENT_BYTES, expand_files, read_files, read_hub, too_big
+from util.errors import InputError, PipeError
 from util.faults import maybe_die
 from util.files import atomic_write_json, file_sha256, read_json, writing
 from util.threads import ahead
@@ -164,6 +164,10 @@ def write_shards(
 def _keep(batch: pa.Table, dataset: str, counts: Counts) -> pa.Table:
     """The rows to keep, in the shard schema, after counting why the others were skipped."""
     text = batch.column("text")
+    sizes = pc.binary_length(text)
+    if (largest := pc.max(sizes).as_py() or 0) > MAX_DOCUMENT_BYTES:
+        row = pc.index(sizes, largest).as_py()
+        raise InputError(too_big(f"{dataset} {batch.column('ref')[row].as_py()}", largest))
     null = pc.is_null(text)
     blank = pc.or_(pc.equal(pc.binary_length(text), 0), pc.utf8_is_space(text))
     empty = pc.and_(pc.invert(null), blank)

@@ -28,6 +28,16 @@ BATCH_ROWS = 1_000  # rows per batch of the record-by-record readers
 # What every reader yields: the document's id (null: the writer derives one from `ref`), its
 # text (null: skipped and counted) and where it came from ("name:line").
 BATCH = pa.schema([("id", pa.string()), ("text", pa.string()), ("ref", pa.string())])
+# One document is held whole while it is read and tokenized (in pieces), so its size bounds
+# memory: at this limit the whole process tree stays under 4 GB (README, tests).
+MAX_DOCUMENT_BYTES = 512 << 20
+
+
+def too_big(where: str, size: int) -> str:
+    return (
+        f"{where}: a document of {size / 2**20:,.0f} MiB is over pipe's limit of "
+        f"{MAX_DOCUMENT_BYTES >> 20} MiB per document; split it into several documents"
+    )
 
 
 @dataclass(frozen=True)
@@ -214,6 +224,8 @@ def _read_parquet(path: Path, name: str, text_field: str, id_field: str) -> Iter
 
 
 def _read_txt(path: Path, name: str, text_field: str, id_field: str) -> Iterator[Record]:
+    if (size := path.stat().st_size) > MAX_DOCUMENT_BYTES:  # refused before it is read
+        raise InputError(too_big(str(path), size))
     data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
     try:
         text = data.decode("utf-8")

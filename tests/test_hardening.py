@@ -223,3 +223,15 @@ def test_train_checks_its_options_before_any_data(tmp_path: Path) -> None:
     )
     assert res.code == 1 and "--nproc-per-node must be a number or 'auto'" in res.err
     assert "missing.json" not in res.err and time.monotonic() - start < 15
+
+
+def test_a_document_over_the_limit_is_one_line_naming_file_and_limit(tmp_path: Path) -> None:
+    """A 1 GB document (sparse: no disk used) is refused before it is read."""
+    big = tmp_path / "huge.txt"
+    with open(big, "wb") as f:
+        f.truncate(1 << 30)
+    start = time.monotonic()
+    res = _download(_blend(tmp_path, "huge.txt", format="txt"), tmp_path / "c")
+    assert res.code == 1 and "Traceback" not in res.err
+    assert f"{big}: a document of 1,024 MiB is over pipe's limit of 512 MiB" in res.err
+    assert time.monotonic() - start < 15
