@@ -27,6 +27,7 @@ def indexed_dataset() -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from megatron.core.datasets import indexed_dataset as module
+    warnings.filterwarnings("ignore", message="Could not determine rank")
     return module
 
 
