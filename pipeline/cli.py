@@ -120,7 +120,9 @@ def main() -> None:
     """pipe: prepare pretraining data for Megatron.
 
     download -> (curate) -> tokenize -> train, each stage a cached artifact keyed by what
-    produced it. Start with `pipe tokenize --blend blends/small.json --limit 1000`.
+    produced it. Start offline with `pipe tokenize --blend blends/gcide.json` (GCIDE and the
+    Nemotron-compatible tokenizer from ../shared), or with the Hugging Face hub reachable,
+    `pipe tokenize --blend blends/small.json --limit 1000`.
     """
 
 

@@ -5,7 +5,9 @@ Everything goes to stderr so that `--json` leaves stdout to the one JSON object.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -45,6 +47,36 @@ class Bar:
 
 
 @dataclass
+class Lines(Bar):
+    """Progress for logs (CI, Slurm, nohup): a plain line every `every` seconds, no bar."""
+
+    say: Callable[[str], None] = print
+    label: str = ""
+    total: int | None = None
+    unit_name: str = "tokens"
+    every: float = 10.0
+    docs: int = 0
+    reported: int = -1  # docs at the last line
+    start: float = field(default_factory=time.monotonic)
+    last: float = field(default_factory=time.monotonic)
+
+    def advance(self, docs: int, units: int) -> None:
+        self.docs += docs
+        self.units += units
+        if time.monotonic() - self.last >= self.every:
+            self.report()
+
+    def report(self) -> None:
+        self.last, self.reported = time.monotonic(), self.docs
+        seconds = max(self.last - self.start, 1e-9)
+        of = f"/{self.total:,}" if self.total else ""
+        self.say(
+            f"{self.label}: {self.docs:,}{of} docs, {self.docs / seconds:,.0f} docs/s, "
+            f"{self.units / seconds:,.0f} {self.unit_name}/s, {seconds:,.0f} s"
+        )
+
+
+@dataclass
 class Reporter:
     """Progress and summaries on stderr; quiet=True keeps only messages (for tests, scripts)."""
 
@@ -62,8 +94,15 @@ class Reporter:
 
     @contextmanager
     def bar(self, label: str, total: int | None, unit_name: str = "tokens") -> Iterator[Bar]:
-        if not self.live:
+        if self.quiet:
             yield Bar(None, None)
+            return
+        if not self.console.is_terminal:
+            every = float(os.environ.get("PIPE_PROGRESS_EVERY") or 10)
+            lines = Lines(None, None, 0, self.say, label, total, unit_name, every)
+            yield lines
+            if lines.docs != lines.reported:
+                lines.report()  # the last line: totals and rates of the whole stage
             return
         progress = Progress(
             TextColumn("{task.description}"),

@@ -235,3 +235,15 @@ def test_a_document_over_the_limit_is_one_line_naming_file_and_limit(tmp_path: P
     assert res.code == 1 and "Traceback" not in res.err
     assert f"{big}: a document of 1,024 MiB is over pipe's limit of 512 MiB" in res.err
     assert time.monotonic() - start < 15
+
+
+def test_progress_in_a_log_is_plain_lines(small_tokenizer: Path, tmp_path: Path) -> None:
+    """Not a terminal (CI, Slurm, nohup): periodic plain lines with rates, no bar fragments."""
+    write_jsonl(tmp_path / "d.jsonl", 200, 1, "d")
+    blend = _blend(tmp_path, "d.jsonl", tokenizer=str(small_tokenizer))
+    res = pipe("tokenize", "--blend", blend, cache=tmp_path / "c", env={"PIPE_PROGRESS_EVERY": "0"})
+    assert res.code == 0, res.err
+    lines = [line for line in res.err.splitlines() if " docs/s, " in line]
+    assert any(line.startswith("download d: 200 docs") for line in lines), res.err
+    assert any(line.startswith("tokenize d: 200/200 docs") for line in lines), res.err
+    assert "\r" not in res.err and "━" not in "".join(lines)
