@@ -12,6 +12,7 @@ threads); with `--ray-address` they run as Ray tasks across the cluster's nodes.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -166,8 +167,9 @@ def _run_here(ctx: Context, job: _Job, dtype: Future) -> dict[str, Any]:
 def _run_on_ray(ctx: Context, job: _Job) -> dict[str, int]:
     """Chunks as Ray tasks over the cluster, one core each; every worker process loads the
     tokenizer once. Each task writes its sealed chunk into the shared cache. A task whose node
-    dies is retried by Ray on another node; if the retries run out, the run stops in one line
-    naming the lost node, and the same command resumes from the chunks sealed so far.
+    dies is retried by Ray on another node (`PIPE_RAY_RETRIES` times, 3); if they run out,
+    the run stops in one line naming the lost node, and the same command resumes from the
+    chunks sealed so far.
     Returns how many chunks each Ray node sealed (their receipts say; kept out of the merged
     files, which must not depend on where they were made)."""
     nodes: Counter[str] = Counter()
@@ -179,7 +181,8 @@ def _run_on_ray(ctx: Context, job: _Job) -> dict[str, int]:
     ray = ctx.ray()
     alive = check_nodes(ray, _worker_needs(job.spec))
     arm()
-    task = ray.remote(num_cpus=1, max_retries=3)(_tokenize_on_worker)
+    retries = int(os.environ.get("PIPE_RAY_RETRIES", "3"))  # a chunk whose node died
+    task = ray.remote(num_cpus=1, max_retries=retries)(_tokenize_on_worker)
     pending = [c for c in job.chunks if c in job.pending]
     waiting = [task.remote(str(job.work), c, job.plan, job.spec) for c in pending]
     while waiting:

@@ -28,7 +28,7 @@ from pipeline.cache import Cache
 # Chunks of 100 documents that pause on the cluster's workers (only there: the raylets' env),
 # so that both nodes get chunks and a node can be killed while some are in flight.
 DOCS = 2000
-PAUSE = {"PIPE_PAUSE_AT": "tokenize.worker_arrays:0.4"}
+PAUSE = {"PIPE_PAUSE_AT": "tokenize.worker_arrays:0.6"}
 
 
 @pytest.fixture(scope="module")
@@ -132,13 +132,16 @@ def test_node_without_a_dependency_is_refused_in_one_line(setup: dict) -> None:
     assert setup["head"].alive() and setup["worker"].alive()
 
 
-def test_node_killed_mid_run_chunks_retried_on_the_head(setup: dict) -> None:
-    """SIGKILL every process of the second raylet once it has sealed a chunk and holds
-    another: Ray retries the lost chunks on the head, and the bytes match."""
-    cache = setup["tmp"] / "c3"
-    worker = setup["worker"]
+@pytest.mark.parametrize("retries", [3, 0])
+def test_node_killed_mid_run(setup: dict, retries: int) -> None:
+    """SIGKILL every process of a worker raylet once it has sealed a chunk and holds another.
+    With Ray's retries (the default) its lost chunks are redone on the head and the run ends
+    well; with none, the run stops in one line naming the lost node, and the same command
+    resumes from the sealed chunks. Either way the bytes match the in-process run."""
+    cache = setup["tmp"] / f"c3-{retries}"
+    worker = setup["worker"] if retries else setup["cluster"].start(setup["bare"], PAUSE)
     args = _tokenize(setup)
-    proc, _ = start(args, cache)
+    proc, _ = start(args, cache, env={"PIPE_RAY_RETRIES": str(retries)})
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         sealed = [json.loads(p.read_text()) for p in cache.glob(".work/*/chunks/*/receipt.json")]
@@ -146,11 +149,17 @@ def test_node_killed_mid_run_chunks_retried_on_the_head(setup: dict) -> None:
             break
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before the worker node sealed a chunk"
+    time.sleep(0.2)  # into its next chunk (each pauses 0.6 s), not between two
     worker.signal(signal.SIGKILL)
     out, err = proc.communicate(timeout=180)
     assert not worker.pids()
-    if proc.returncode != 0:  # retries ran out: one line naming the node, then a resume
-        assert "lost Ray node" in err and worker.node_id[:12] in err, err
+    if retries:
+        assert proc.returncode == 0, err
+    else:
+        assert proc.returncode == 1 and "Traceback" not in err, err
+        errors = [line for line in err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "lost Ray node" in errors[0], err
+        assert worker.node_id[:12] in errors[0], err
         again = pipe(*args, cache=cache, env=LAYOUT)
         assert again.code == 0 and "resuming" in again.err, again.err
         out = again.out
