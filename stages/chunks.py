@@ -87,10 +87,12 @@ def chunk_receipt(work: Path, chunk: Chunk) -> dict[str, Any]:
     return read_json(chunk_dir(work, chunk) / "receipt.json")
 
 
-def tokenize_chunk(work: Path, chunk: Chunk, plan: SplitPlan, encoder: HFEngine) -> dict[str, Any]:
+def tokenize_chunk(
+    work: Path, chunk: Chunk, plan: SplitPlan, encoder: HFEngine, node: str | None = None
+) -> dict[str, Any]:
     """Tokenize one chunk into `work/chunks/<name>/`, sealed by receipt.json (returned)."""
     ids, texts = load(chunk)
-    return seal(work, chunk, plan, ids, encoder.encode(texts), encoder)
+    return seal(work, chunk, plan, ids, encoder.encode(texts), encoder, node)
 
 
 def load(chunk: Chunk) -> tuple[list[str], pa.ChunkedArray]:
@@ -100,12 +102,19 @@ def load(chunk: Chunk) -> tuple[list[str], pa.ChunkedArray]:
 
 
 def seal(
-    work: Path, chunk: Chunk, plan: SplitPlan, ids: list[str], encoded: Any, encoder: HFEngine
+    work: Path,
+    chunk: Chunk,
+    plan: SplitPlan,
+    ids: list[str],
+    encoded: Any,
+    encoder: HFEngine,
+    node: str | None = None,
 ) -> dict[str, Any]:
     """Write an encoded chunk's arrays and seal them with a receipt of checksums; returns it.
 
     The arrays go to a `.partial` folder renamed into place after the receipt is written, so a
-    chunk folder either is whole or does not exist."""
+    chunk folder either is whole or does not exist. `node`: the Ray node that encoded it (on a
+    cluster), summed per node into the artifact's stats."""
     final = chunk_dir(work, chunk)
     tmp = final.with_name(final.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -126,7 +135,7 @@ def seal(
         "stats": stats,
         "engine": counts(encoder, encoded),
         "sha256": digests,
-    }
+    } | ({"node": node} if node else {})
     atomic_write_json(tmp / "receipt.json", receipt)
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)

@@ -12,6 +12,8 @@ threads); with `--ray-address` they run as Ray tasks across the cluster's nodes.
 
 from __future__ import annotations
 
+import os
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ from stages.chunks import (
     seal,
     tokenize_chunk,
 )
-from stages.encoder import EncoderSpec, encoder_for, tokenizer_facts
+from stages.encoder import EncoderSpec, encoder_for, engine_key, tokenizer_facts
 from stages.merge import (
     Merger,
     discard_merge,
@@ -40,6 +42,7 @@ from stages.merge import (
 from stages.splits import SPLITS, SplitPlan, plan_splits
 from util.errors import PipeError
 from util.faults import arm, maybe_die
+from util.nodes import check_nodes, lost_nodes
 from util.threads import ahead
 from util.timing import Stopwatch
 
@@ -85,9 +88,9 @@ def build(parents: list, config: dict[str, Any], work: Path, ctx: Context) -> di
             with ctx.bar(f"tokenize {name}", source.manifest["stats"]["docs"]) as bar:
                 job = _Job(work, chunks, set(pending), plan, spec, bar)
                 if ctx.ray_address:
-                    _run_on_ray(ctx, job)
+                    nodes = _run_on_ray(ctx, job)
                     timing["tokenize_s"] = round(clock.lap(), 3)
-                    stats = merge_chunks(work, chunks, dtype.result())
+                    stats = merge_chunks(work, chunks, dtype.result()) | {"nodes": nodes}
                 else:
                     stats = _run_here(ctx, job, dtype)
                     timing["tokenize_s"] = round(clock.lap(), 3)
@@ -161,31 +164,62 @@ def _run_here(ctx: Context, job: _Job, dtype: Future) -> dict[str, Any]:
         return merger[0].finish()
 
 
-def _run_on_ray(ctx: Context, job: _Job) -> None:
+def _run_on_ray(ctx: Context, job: _Job) -> dict[str, int]:
     """Chunks as Ray tasks over the cluster, one core each; every worker process loads the
-    tokenizer once. Each task writes its sealed chunk into the shared cache."""
+    tokenizer once. Each task writes its sealed chunk into the shared cache. A task whose node
+    dies is retried by Ray on another node (`PIPE_RAY_RETRIES` times, 3); if they run out,
+    the run stops in one line naming the lost node, and the same command resumes from the
+    chunks sealed so far.
+    Returns how many chunks each Ray node sealed (their receipts say; kept out of the merged
+    files, which must not depend on where they were made)."""
+    nodes: Counter[str] = Counter()
     for chunk in job.chunks:
         if chunk not in job.pending:
-            _advance(job.bar, chunk_receipt(job.work, chunk))
+            receipt = chunk_receipt(job.work, chunk)
+            nodes.update([receipt["node"]] if "node" in receipt else [])
+            _advance(job.bar, receipt)
     ray = ctx.ray()
+    alive = check_nodes(ray, _worker_needs(job.spec))
     arm()
-    task = ray.remote(num_cpus=1)(_tokenize_on_worker)
+    retries = int(os.environ.get("PIPE_RAY_RETRIES", "3"))  # a chunk whose node died
+    task = ray.remote(num_cpus=1, max_retries=retries)(_tokenize_on_worker)
     pending = [c for c in job.chunks if c in job.pending]
     waiting = [task.remote(str(job.work), c, job.plan, job.spec) for c in pending]
     while waiting:
         done, waiting = ray.wait(waiting, num_returns=1)
         try:
             receipt = ray.get(done[0])
-        except Exception as e:  # Ray wraps the worker's own error: show that one line
-            cause = getattr(e, "cause", None)
-            if isinstance(cause, PipeError | OSError):
-                raise cause from None
+        except ray.exceptions.RayTaskError as e:  # the worker's own error: show that one line
+            if isinstance(e.cause, PipeError | OSError):
+                raise e.cause from None
             raise
+        except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as e:
+            raise PipeError(
+                f"tokenize: lost Ray node {lost_nodes(ray, alive)} mid-run and Ray's retries ran "
+                f"out ({type(e).__name__}); the sealed chunks are kept: run the same command to "
+                f"resume"
+            ) from None
+        nodes[receipt["node"]] += 1
         _chunk_done(job.bar, receipt)
+    return dict(sorted(nodes.items()))
+
+
+def _worker_needs(spec: EncoderSpec) -> dict[str, str | None]:
+    """What a node must import to tokenize: pipe's shipped code, its packages, and the
+    driver's tokenizer libraries at the driver's versions (they are in the cache key)."""
+    engine = engine_key(spec.engine)
+    need = {"stages.chunks": None, "numpy": None, "pyarrow": None}
+    need["tokenizers"] = engine["tokenizers"]
+    if spec.engine != "hf" and engine["gigatoken"]:
+        need |= {"gigatoken": engine["gigatoken"], "awkward": None}
+    return need
 
 
 def _tokenize_on_worker(work: str, chunk: Chunk, plan: SplitPlan, spec: EncoderSpec) -> dict:
-    return tokenize_chunk(Path(work), chunk, plan, encoder_for(spec, threads=1))
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    return tokenize_chunk(Path(work), chunk, plan, encoder_for(spec, threads=1), node)
 
 
 def rows(name: str, stats: dict[str, Any], status: str) -> Iterator[tuple]:

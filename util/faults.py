@@ -7,14 +7,18 @@ the same bytes. Unset (always, outside tests), `maybe_die` is one dict lookup.
 The signal goes to the process group of the `pipe` process (remembered in PIPE_KILL_PGID when
 the driver first looks, and inherited by Ray workers), so a point hit inside a Ray worker takes
 the driver and its Ray daemons down with it, like a real kill of the job.
+`PIPE_PAUSE_AT="<point>:<seconds>"` sleeps at a point instead, so that a test can act while
+work is in flight there (tests/test_cluster.py kills a Ray node mid-chunk).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 
 ENV = "PIPE_KILL_AT"
+PAUSE_ENV = "PIPE_PAUSE_AT"  # "<point>:<seconds>": sleep there, so a test can act mid-run
 _hits: dict[str, int] = {}
 
 
@@ -29,6 +33,10 @@ def _target() -> tuple[str, int] | None:
 def maybe_die(point: str, hits: int = 1) -> None:
     """SIGKILL this run's process group if `point` is the armed one and its n-th hit is among
     these `hits` (a batch of documents counts one hit per document)."""
+    if pause := os.environ.get(PAUSE_ENV):
+        where, _, seconds = pause.rpartition(":")
+        if where == point:
+            time.sleep(float(seconds))
     target = _target()
     if target is None or target[0] != point:
         return
