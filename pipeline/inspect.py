@@ -16,6 +16,7 @@ import numpy as np
 
 from pipeline.cache import Cache
 from util.errors import PipeError
+from util.files import read_json
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,6 @@ def resolve(what: str, split: str, cache_root: Path) -> Target:
 
 
 def _with_tokenizer(prefix: Path, folder: Path) -> Target:
-    from util.files import read_json
-
     for name in ("bin", "idx"):
         if not Path(f"{prefix}.{name}").is_file():
             raise PipeError(f"{prefix}.{name}: no such file (is the split empty?)")

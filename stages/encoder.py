@@ -8,7 +8,6 @@ must not reuse old artifacts silently. The manifest records the engine that actu
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -18,6 +17,7 @@ from typing import Any
 from stages.engine import HFEngine, make_engine
 from stages.engine_text import unstable_table
 from util.errors import InputError, PipeError
+from util.files import read_json
 
 
 @dataclass(frozen=True)
@@ -58,20 +58,13 @@ def tokenizer_facts(where: str) -> dict[str, int]:
     tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
     eos = None
     for name in ("tokenizer_config.json", "special_tokens_map.json"):
-        config = _json(folder / name)
+        config = read_json(folder / name) or {}
         eos = eos or config.get("eos_token")
     eos = eos.get("content") if isinstance(eos, dict) else eos
     eod = tok.token_to_id(eos) if eos else None
     if eod is None:
         raise InputError(f"tokenizer {where!r}: has no EOS token to use as end-of-document")
     return {"eod_id": eod, "vocab_size": tok.get_vocab_size(with_added_tokens=True)}
-
-
-def _json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 _loaded: dict[tuple, HFEngine] = {}
