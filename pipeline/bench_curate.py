@@ -18,7 +18,7 @@ from pipeline.cache import Cache
 from pipeline.context import Context
 from pipeline.fingerprint import HashMemo
 from pipeline.plan import Options, Planner
-from pipeline.report import Reporter
+from pipeline.progress import Display
 from pipeline.run import ensure
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "gcide.jsonl.gz"
@@ -38,7 +38,7 @@ def bench_curate(
         cache = Cache(Path(tmp) / "cache")
         planner = Planner(load_blend(blend_path), Options(limit=limit), HashMemo(cache.root / "m"))
         (spec,) = planner.blend.datasets
-        with Context(Reporter(quiet=True), workers=workers) as ctx:
+        with Context(Display(quiet=True), workers=workers) as ctx:
             ensure(planner.download(spec), cache, ctx, set())
             start = time.perf_counter()
             outcome = ensure(planner.curate(spec), cache, ctx, {"curate"})

@@ -17,7 +17,7 @@ from pipeline.cli_common import cache_dir_option, user_errors
 from pipeline.context import Context
 from pipeline.fingerprint import HashMemo
 from pipeline.plan import Options, Planner, Step
-from pipeline.report import Reporter
+from pipeline.progress import Display
 from pipeline.run import ensure, summarise
 from stages.megatron_blend import BLEND_JSON
 from util.errors import PipeError
@@ -141,7 +141,7 @@ def download(
     cache = Cache(cache_dir or default_root())
     planner = _planner(blend_path, cache, limit=limit)
     steps = [planner.download(ds) for ds in planner.blend.datasets]
-    with Context(Reporter(quiet=quiet)) as ctx:
+    with Context(Display(quiet=quiet)) as ctx:
         outcomes = _run_all(steps, cache, ctx, {"download"} if force else set())
         summarise(ctx, "download", outcomes)
     _emit_datasets(outcomes, as_json, with_stats=False)
@@ -175,7 +175,7 @@ def curate(
             f"dataset for the default filters and dedup"
         )
     steps = [planner.curate(ds) for ds in wanted]
-    with Context(Reporter(quiet=quiet), workers=workers) as ctx:
+    with Context(Display(quiet=quiet), workers=workers) as ctx:
         outcomes = _run_all(steps, cache, ctx, {"curate"} if force else set())
         summarise(ctx, "curate", outcomes)
     _emit_datasets(outcomes, as_json, with_stats=True)
@@ -225,7 +225,7 @@ def tokenize(
     cache = Cache(cache_dir or default_root())
     planner = _planner(blend_path, cache, limit=limit, tokenizer=tokenizer, engine=engine)
     blend_step, token_steps = planner.megatron_blend()
-    ctx = Context(Reporter(quiet=quiet), ray_address=ray_address, workers=workers)
+    ctx = Context(Display(quiet=quiet), ray_address=ray_address, workers=workers)
     with ctx:
         force_stages = {"tokenize", "megatron_blend"} if force else set()
         # The megatron blend's build ensures its tokenize parents, all under its lock, so a

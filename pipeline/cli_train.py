@@ -175,13 +175,13 @@ def train(
     from pipeline.cache import Cache, default_root  # the data side's imports wait until here
     from pipeline.context import Context
     from pipeline.plan import Options
-    from pipeline.report import Reporter
+    from pipeline.progress import Display
     from pipeline.run import ensure
     from pipeline.train import MOCK, data_source, data_step, run, run_step, where_it_runs
 
     build_plan(data=MOCK, mock=True, **launch)  # layout, precision, overrides: before any data
     cache = Cache(cache_dir or default_root())
-    with Context(Reporter(quiet=quiet)) as ctx:
+    with Context(Display(quiet=quiet)) as ctx:
         data, name, parent = MOCK, "mock", None
         if not mock:
             parent = ensure(

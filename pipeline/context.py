@@ -1,4 +1,4 @@
-"""What a build may ask for: the reporter, and a Ray cluster started lazily, at most once.
+"""What a build may ask for: the display, and a Ray cluster started lazily, at most once.
 
 One Context lives for one command. Ray starts the first time a build asks for it (curate
 always; tokenize only on a cluster, `--ray-address`) and stops when the command ends.
@@ -13,12 +13,12 @@ from typing import Any
 
 from pipeline.artifact import Outcome
 from pipeline.cluster import ray_cluster
-from pipeline.report import Bar, Reporter
+from pipeline.progress import Bar, Display
 
 
 @dataclass
 class Context:
-    reporter: Reporter = field(default_factory=Reporter)
+    display: Display = field(default_factory=Display)
     ray_address: str | None = None
     workers: int | None = None
     ray_starts: int = 0
@@ -27,16 +27,16 @@ class Context:
     _ray: Any = None
 
     def say(self, message: str) -> None:
-        self.reporter.say(message)
+        self.display.say(message)
 
     @contextmanager
     def bar(self, label: str, total: int | None, unit_name: str = "tokens") -> Iterator[Bar]:
-        with self.reporter.bar(label, total, unit_name) as bar:
+        with self.display.bar(label, total, unit_name) as bar:
             yield bar
 
     @property
     def show_progress(self) -> bool:
-        return self.reporter.live
+        return self.display.live
 
     def ray(self) -> Any:
         if self._ray is None:

@@ -83,5 +83,5 @@ def summarise(ctx: Context, stage: str, outcomes: list[Outcome]) -> None:
     for o in outcomes:
         name = o.artifact.manifest["name"] if o.artifact else o.key
         for row in module.rows(name, o.stats, "reused" if o.reused else "built"):
-            ctx.reporter.add_row(*row)
-    ctx.reporter.summary(stage, module.COLUMNS)
+            ctx.display.add_row(*row)
+    ctx.display.summary(stage, module.COLUMNS)

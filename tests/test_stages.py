@@ -13,7 +13,7 @@ from conftest import write_jsonl
 from pipeline.artifact import Request
 from pipeline.cache import Cache
 from pipeline.context import Context
-from pipeline.report import Reporter
+from pipeline.progress import Display
 from stages import download, megatron_blend, tokenize
 from stages.encoder import engine_key, tokenizer_facts
 from stages.readers import read_files
@@ -21,7 +21,7 @@ from util.errors import InputError
 
 
 def _ctx() -> Context:
-    return Context(Reporter(quiet=True))
+    return Context(Display(quiet=True))
 
 
 # ---- the one cache path -----------------------------------------------------------------------

@@ -56,7 +56,7 @@ class Lines(Bar):
     unit_name: str = "tokens"
     every: float = 10.0
     docs: int = 0
-    reported: int = -1  # docs at the last line
+    printed: int = -1  # docs at the last line
     start: float = field(default_factory=time.monotonic)
     last: float = field(default_factory=time.monotonic)
 
@@ -64,10 +64,10 @@ class Lines(Bar):
         self.docs += docs
         self.units += units
         if time.monotonic() - self.last >= self.every:
-            self.report()
+            self.print_line()
 
-    def report(self) -> None:
-        self.last, self.reported = time.monotonic(), self.docs
+    def print_line(self) -> None:
+        self.last, self.printed = time.monotonic(), self.docs
         seconds = max(self.last - self.start, 1e-9)
         of = f"/{self.total:,}" if self.total else ""
         self.say(
@@ -77,7 +77,7 @@ class Lines(Bar):
 
 
 @dataclass
-class Reporter:
+class Display:
     """Progress and summaries on stderr; quiet=True keeps only messages (for tests, scripts)."""
 
     quiet: bool = False
@@ -101,8 +101,8 @@ class Reporter:
             every = float(os.environ.get("PIPE_PROGRESS_EVERY") or 10)
             lines = Lines(None, None, 0, self.say, label, total, unit_name, every)
             yield lines
-            if lines.docs != lines.reported:
-                lines.report()  # the last line: totals and rates of the whole stage
+            if lines.docs != lines.printed:
+                lines.print_line()  # the last line: totals and rates of the whole stage
             return
         progress = Progress(
             TextColumn("{task.description}"),
