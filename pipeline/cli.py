@@ -245,12 +245,14 @@ def tokenize(
 from pipeline.cli_artifacts import artifacts  # noqa: E402
 from pipeline.cli_bench import bench  # noqa: E402
 from pipeline.cli_inspect import inspect_cmd  # noqa: E402
+from pipeline.cli_report import report  # noqa: E402
 from pipeline.cli_runs import runs  # noqa: E402
 from pipeline.cli_train import train  # noqa: E402 (registered last: it imports training/)
 
 main.add_command(artifacts)
 main.add_command(bench)
 main.add_command(inspect_cmd)
+main.add_command(report)
 main.add_command(runs)
 main.add_command(train)
 

@@ -10,25 +10,11 @@ import click
 
 from pipeline.cache import Cache, default_root
 from pipeline.cli_common import cache_dir_option, user_errors
-from pipeline.compare import PEAK_TFLOPS, comparison, key_settings
+from pipeline.compare import METRICS, PEAK_TFLOPS, comparison, formatted, key_settings
 from pipeline.runs import Run, cache_runs, resolve
 from util.errors import PipeError
 
 _user_errors = user_errors()
-# Rows of the comparison table: (metrics key, heading, format).
-ROWS = (
-    ("seconds_per_iteration", "s/iteration", "{:.4f}"),
-    ("tokens_per_second", "tokens/s", "{:,.0f}"),
-    ("tflops_per_gpu", "TFLOP/s/GPU", "{:.1f}"),
-    ("mfu", "MFU", "{:.1%}"),
-    ("peak_memory_allocated_gib", "peak memory GiB (allocated)", "{:.2f}"),
-    ("peak_memory_reserved_gib", "peak memory GiB (reserved)", "{:.2f}"),
-    ("train_loss", "train loss", "{:.4f}"),
-    ("valid_loss", "valid loss", "{:.4f}"),
-    ("iterations", "iterations", "{}"),
-    ("checkpoint_gib", "checkpoint GiB", "{:.2f}"),
-    ("startup_seconds", "start-up s", "{:.1f}"),
-)
 
 
 @click.group()
@@ -54,25 +40,23 @@ def runs_ls(cache_dir: Path | None, as_json: bool) -> None:
     from rich.table import Table
 
     table = Table()
-    heads = ("key", "status", "name", "model", "layout", "precision", "batch g x m", "seq",
-             "iterations", "last loss", "tokens/s", "data")  # fmt: skip
+    heads = ("run", "status", "model", "layout", "precision", "batch", "iterations",
+             "last loss", "tokens/s")  # fmt: skip
     for col in heads:
         table.add_column(col)
     for r in found:
-        row = _ls_row(r)
-        s = row["settings"]
-        status = r.status if not r.reason else f"{r.status}: {r.reason}"
+        s = key_settings(r)
         table.add_row(
             (r.key or "")[:12],
-            status,
-            str(r.name or "-"),
-            *(_text(s[k]) for k in ("model", "layout", "precision", "batch", "seq_length")),
-            _text(s["iterations"]),
-            _text(s["last_loss"], "{:.4f}"),
-            _text(s["tokens_per_second"], "{:,.0f}"),
-            _text(s["data"])[:12],
+            r.status,
+            *(formatted(s[k]) for k in ("model", "layout", "precision", "batch", "iterations")),
+            formatted(s["last_loss"], "{:.4f}"),
+            formatted(s["tokens_per_second"], "{:,.0f}"),
         )
     Console().print(table)
+    for r in found:
+        if r.reason:
+            click.echo(f"{(r.key or '')[:12]} {r.status}: {r.reason}")
 
 
 @runs.command("compare")
@@ -139,21 +123,24 @@ def _print_table(result: dict[str, Any]) -> None:
     for row in result["runs"]:
         table.add_column(row["label"])
     for key in result["differing"]:
-        cells = [_text(row["differing"].get(key)) for row in result["runs"]]
+        cells = [formatted(row["differing"].get(key)) for row in result["runs"]]
         table.add_row(f"[bold yellow]{key}[/]", *(f"[bold yellow]{c}[/]" for c in cells))
     table.add_row(
         "status",
         *(
-            f"[red]{r['status']}: {r['reason']}[/]" if r["status"] == "failed" else r["status"]
+            f"[red]{r['status']}[/]" if r["status"] == "failed" else r["status"]
             for r in result["runs"]
         ),
         end_section=True,
     )
     at = {"train_loss": matched["train_iteration"], "valid_loss": matched["valid_iteration"]}
-    for key, heading, fmt in ROWS:
+    for key, heading, fmt in METRICS:
         label = f"{heading} @{at[key]}" if key in at and at[key] else heading
-        table.add_row(label, *(_text(r["metrics"][key], fmt) for r in result["runs"]))
+        table.add_row(label, *(formatted(r["metrics"][key], fmt) for r in result["runs"]))
     Console().print(table)
+    for r in result["runs"]:
+        if r["reason"]:
+            click.echo(f"{r['label']}: {r['status']}: {r['reason']}")
     if not result["differing"]:
         click.echo("no setting differs between the recorded runs")
 
@@ -182,7 +169,3 @@ def _unique_labels(found: list[Run]) -> list[Run]:
             r = Run(**(vars(r) | {"label": f"{r.label} ({suffix})"}))
         out.append(r)
     return out
-
-
-def _text(value: Any, fmt: str = "{}") -> str:
-    return "-" if value is None else fmt.format(value)

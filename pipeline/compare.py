@@ -17,6 +17,25 @@ PEAK_TFLOPS = 790.0
 GIB = 1024**3
 # Plan fields that say where or how a run was launched, not what it is: never a "difference".
 _WHERE = {"run_dir", "blend_json", "torchrun", "env", "rendezvous", "resume_iteration"}
+# What runs are compared on, in table order: (metrics key, heading, format).
+METRICS = (
+    ("seconds_per_iteration", "s/iteration", "{:.4f}"),
+    ("tokens_per_second", "tokens/s", "{:,.0f}"),
+    ("tflops_per_gpu", "TFLOP/s/GPU", "{:.1f}"),
+    ("mfu", "MFU", "{:.1%}"),
+    ("peak_memory_allocated_gib", "peak memory GiB (allocated)", "{:.2f}"),
+    ("peak_memory_reserved_gib", "peak memory GiB (reserved)", "{:.2f}"),
+    ("train_loss", "train loss", "{:.4f}"),
+    ("valid_loss", "valid loss", "{:.4f}"),
+    ("iterations", "iterations", "{}"),
+    ("checkpoint_gib", "checkpoint GiB", "{:.2f}"),
+    ("startup_seconds", "start-up s", "{:.1f}"),
+)
+
+
+def formatted(value: Any, fmt: str = "{}") -> str:
+    """A figure as the tables show it; "-" where the run does not have it."""
+    return "-" if value is None else fmt.format(value)
 
 
 def settings(run: Run) -> dict[str, Any]:
@@ -123,7 +142,7 @@ def key_settings(run: Run) -> dict[str, Any]:
         "model": c.get("model"),
         "layout": layout,
         "precision": c.get("precision"),
-        "batch": f"{c['global_batch_size']} x {c['micro_batch_size']}" if c else None,
+        "batch": f"{c['global_batch_size']}/{c['micro_batch_size']}" if c else None,
         "seq_length": c.get("seq_length"),
         "iterations": f"{s.get('iterations', 0)}/{c.get('train_iters', '?')}" if c else None,
         "last_loss": s.get("last_loss"),
