@@ -122,6 +122,7 @@ def comparison(runs: list[Run], peak_tflops: float = PEAK_TFLOPS) -> dict[str, A
                 "path": str(r.path) if r.path else None,
                 "status": r.status,
                 "reason": r.reason,
+                "sweep": {k: r.sweep.get(k) for k in ("variable", "value")} if r.sweep else None,
                 "differing": {k: flat.get(k) for k in diff} if r.record else {},
                 "metrics": metrics(r, peak_tflops, train_at, valid_at),
             }

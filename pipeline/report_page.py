@@ -33,6 +33,8 @@ th{background:#f2f2f2;text-align:left}td.n{text-align:right;font-variant-numeric
 img{max-width:100%;display:block;margin:.6em 0}code{background:#f2f2f2;padding:0 .2em}
 """
 
+_MISSING = object()  # a cell of an artifact that is not built yet
+
 
 def render(lineage: Lineage) -> str:
     """The whole page for one lineage."""
@@ -99,9 +101,6 @@ def _lineage(lin: Lineage) -> str:
     return f"<h2>Lineage</h2><p class='flow'>{escape(flow)}</p>{notice}" + table(
         ("stage", "name", "key", "created", "parents"), rows, numeric_from=99
     )
-
-
-_MISSING = object()
 
 
 def _data(lin: Lineage) -> str:
