@@ -17,6 +17,7 @@ from pipeline.plan import Planner, Step
 from pipeline.sample import Sample, sample_files, sample_shards
 from stages.download import expand_files
 from stages.encoder import EncoderSpec, encoder_for, engine_key, tokenizer_facts
+from stages.splits import SPLITS
 from util.errors import PipeError
 
 ORDER = ("download", "curate", "tokenize", "train")
@@ -160,7 +161,13 @@ def _estimate(
     if ds.curate is not None:
         estimate["disk_bytes"]["curate"] = estimate["disk_bytes"]["download"]  # at most this
     if tok:
-        tokens = _tokens(planner, sample, tok, docs, chars)
+        tokenized = (
+            cache.usable("tokenize", chain[-1].key) if chain[-1].stage == "tokenize" else None
+        )
+        if tokenized is not None:  # already counted
+            tokens = sum(tokenized.manifest["stats"][s]["tokens"] for s in SPLITS)
+        else:
+            tokens = _tokens(planner, sample, tok, docs, chars)
         size = 2 if tok["dtype"] == "uint16" else 4
         estimate["tokens"] = tokens
         estimate["disk_bytes"]["tokenize"] = tokens * size + docs * IDX_BYTES_PER_DOC
@@ -227,7 +234,7 @@ def render(plan: dict[str, Any]) -> list[str]:
             lines.append(f"  run dir {art['run_dir']}")
     lines.append(
         f"to build: {plan['to_build']} artifact(s), about {_mb(plan['disk_bytes'])} of disk "
-        f"(an estimate)"
+        f"for data (an estimate; checkpoints not counted)"
     )
     return lines
 
