@@ -115,8 +115,12 @@ def _run(
 ) -> None:
     asked = [k for k in TRAIN_OPTIONS if _given(click_ctx, k)]
     if asked and until != "train":
-        flag = "KEY=VALUE overrides" if asked[0] == "overrides" else f"--{asked[0]}"
-        raise PipeError(f"{flag.replace('_', '-')} applies to training; add --until train")
+        what = (
+            "KEY=VALUE overrides apply"
+            if asked[0] == "overrides"
+            else f"--{asked[0].replace('_', '-')} applies"
+        )
+        raise PipeError(f"{what} to training; add --until train")
     train = TrainArgs(**train_kw) if until == "train" else None
     cache = Cache(cache_dir or default_root())
     memo = HashMemo(cache.root / ".hashes.json")
