@@ -110,28 +110,40 @@ def _take(path: Path, fmt: str, text_field: str, budget: _Budget) -> float:
     return 1.0
 
 
-def _lines(path: Path, block: int = 1 << 16) -> Iterator[tuple[bytes, int]]:
-    """(line, bytes of the file read so far), decompressing gzip ourselves so that the count
-    is exact to a block: that count is what the sample's share of the file is measured by."""
-    gz = path.name.endswith(".gz")
-    inflate = isal_zlib.decompressobj(wbits=31) if gz else None
+def _lines(path: Path, block: int = 1 << 16) -> Iterator[tuple[bytes, float]]:
+    """(line, bytes of the file read up to its end): gzip is decompressed here, a block at a
+    time, and a line's position within a block's output is mapped back onto the block's
+    compressed bytes. That count is what the sample's share of the file is measured by."""
+    gunzip = _Gunzip() if path.name.endswith(".gz") else None
     rest, consumed = b"", 0
     with open(path, "rb") as f:
         while data := f.read(block):
-            consumed += len(data)
-            while inflate is not None and data:
-                out = inflate.decompress(data)
-                data = inflate.unused_data  # a multi-member gzip: the next member starts here
-                if data:
-                    inflate = isal_zlib.decompressobj(wbits=31)
-                rest += out
-            if inflate is None:
-                rest += data
-            *lines, rest = rest.split(b"\n")
+            before, consumed = consumed, consumed + len(data)
+            out = gunzip(data) if gunzip else data
+            text, start = rest + out, len(rest)
+            *lines, rest = text.split(b"\n")
+            end = 0
             for line in lines:
-                yield line, consumed
+                end += len(line) + 1
+                yield line, before + len(data) * max(0, end - start) / max(1, len(out))
     if rest:
         yield rest, consumed
+
+
+class _Gunzip:
+    """Decompress gzip block by block, across members (a multi-member file starts anew)."""
+
+    def __init__(self) -> None:
+        self.inflate = isal_zlib.decompressobj(wbits=31)
+
+    def __call__(self, data: bytes) -> bytes:
+        out = b""
+        while data:
+            out += self.inflate.decompress(data)
+            data = self.inflate.unused_data
+            if data:
+                self.inflate = isal_zlib.decompressobj(wbits=31)
+        return out
 
 
 def _take_parquet(path: Path, text_field: str, budget: _Budget) -> float:
