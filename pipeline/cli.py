@@ -245,12 +245,14 @@ def tokenize(
 from pipeline.cli_artifacts import artifacts  # noqa: E402
 from pipeline.cli_bench import bench  # noqa: E402
 from pipeline.cli_inspect import inspect_cmd  # noqa: E402
+from pipeline.cli_sweep import sweep  # noqa: E402
 from pipeline.cli_train import train  # noqa: E402 (registered last: it imports training/)
 
 main.add_command(artifacts)
 main.add_command(bench)
 main.add_command(inspect_cmd)
 main.add_command(train)
+main.add_command(sweep)
 
 
 if __name__ == "__main__":

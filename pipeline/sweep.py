@@ -1,0 +1,317 @@
+"""`pipe sweep`: every variant of a sweep file as the run `pipe train` would make, one after
+another through the cache, and the sweep's own record.
+
+Each variant is planned by training.plan.build_plan and run by pipeline/train.py's `run`, so it
+is an ordinary run artifact: a published one is reused, an unfinished one resumes from its work
+folder. What the sweep adds: plans checked before any data work, the layout in each run's key
+(a sweep measures layouts), failures recorded with their reason instead of stopping the rest,
+and `<cache>/sweeps/<name>.json`, rewritten (atomically) after every variant.
+
+A recorded launch failure (out of memory, a crash) is kept on a rerun without launching again,
+since rerunning an OOM wastes GPU time; `--retry-failed` launches it again. A variant refused
+at planning (a layout that does not divide, nvfp4 before Blackwell) is planned afresh each time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import textwrap
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+
+from pipeline.artifact import Artifact
+from pipeline.cache import Cache
+from pipeline.context import Context
+from pipeline.plan import Options, Step
+from pipeline.run import ensure
+from pipeline.sweep_file import BASE, Sweep, SweepFileError, Variant
+from pipeline.train import MOCK, data_source, data_step, run, run_step
+from stages import train
+from training.launch import LOGS
+from training.layout import LayoutError
+from training.options import resolve_nproc
+from training.overrides import OverrideError
+from training.plan import (
+    DataSource,
+    PlanError,
+    Rendezvous,
+    TrainPlan,
+    build_plan,
+    resume_iteration,
+)
+from training.record import RECORD_FILE
+from training.tokenizer_check import check_tokenizer
+from util.errors import PipeError
+from util.files import atomic_write_json, read_json
+
+RECORDS = "sweeps"
+DONE, FAILED, REUSED = "done", "failed", "reused"
+_PLAN_ERRORS = (PlanError, LayoutError, OverrideError)
+_OOM = re.compile(r"out of memory|OutOfMemoryError", re.IGNORECASE)
+_ERROR = re.compile(r"\b\w+(Error|Exception): ")
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A variant bound to its run step, or the reason it cannot run here."""
+
+    variant: Variant
+    step: Step | None
+    refused: str | None
+
+
+def record_path(cache: Cache, name: str) -> Path:
+    return cache.root / RECORDS / f"{name}.json"
+
+
+def _plan(variant: Variant, data: DataSource, mock: bool) -> TrainPlan:
+    launch = variant.launch
+    return build_plan(
+        model=launch.model,
+        data=data,
+        nproc_per_node=resolve_nproc(launch.nproc_per_node),
+        tp=launch.tp,
+        pp=launch.pp,
+        precision=launch.precision,
+        overrides=launch.overrides,
+        mock=mock,
+        rendezvous=Rendezvous(),
+    )
+
+
+# Override keys whose value the plan holds in a field of its own: spelling one out with the
+# value the plan would take anyway changes nothing.
+_PLANNED_KEYS = (
+    "train.micro_batch_size",
+    "train.global_batch_size",
+    "train.train_iters",
+    "model.seq_length",
+    "dataset.seq_length",
+)
+
+
+def _effective(plan: TrainPlan) -> str:
+    """The plan as what it runs: overrides the plan's own fields already hold left out."""
+    body = plan.as_dict()
+    body["overrides"] = sorted(
+        o for o in plan.overrides if o.partition("=")[0].lstrip("+") not in _PLANNED_KEYS
+    )
+    return json.dumps(body, sort_keys=True)
+
+
+def check_distinct(sweep: Sweep) -> None:
+    """Before any data work: two variants that plan alike (one repeating the base's default,
+    say micro batch 8 where 8 is what the base gets) are a sweep-file mistake."""
+    seen: dict[str, str] = {}
+    for v in sweep.variants:
+        try:
+            plan = _plan(v, MOCK, mock=True)
+        except _PLAN_ERRORS:
+            continue  # recorded as failed when the sweep runs
+        body = _effective(plan)
+        if body in seen:
+            raise SweepFileError(
+                f"{sweep.path}: variant {v.name!r} plans exactly as {seen[body]!r}; "
+                f"it changes nothing"
+            )
+        seen[body] = v.name
+
+
+def resolve_data(
+    sweep: Sweep, blend: Path | None, cache: Cache, ctx: Context
+) -> tuple[DataSource, Artifact | None, str]:
+    """The data every variant trains on, made once (as `pipe train` makes it)."""
+    if sweep.mock:
+        return MOCK, None, "mock"
+    if blend is None:
+        raise PipeError(f"{sweep.path}: pass --blend FILE (or set base.blend in the sweep file)")
+    parent = ensure(data_step(blend, cache, Options()), cache, ctx, force=set()).artifact
+    assert parent is not None
+    data, name = data_source(parent)
+    check_tokenizer(data.tokenizer, data.vocab_size, data.eod_id)
+    return data, parent, name
+
+
+def plan_variants(
+    variants: list[Variant], data: DataSource, parent: Artifact | None, name: str, mock: bool
+) -> list[Planned]:
+    out = []
+    for v in variants:
+        try:
+            plan = _plan(v, data, mock)
+        except _PLAN_ERRORS as e:
+            out.append(Planned(v, None, str(e)))
+            continue
+        out.append(
+            Planned(v, run_step(plan, parent, f"{plan.model}-{name}", per_layout=True), None)
+        )
+    return out
+
+
+def _kept_failure(p: Planned, previous: dict[str, dict], cache: Cache) -> dict | None:
+    """The recorded launch failure of this very run, if it is not published since."""
+    prev = previous.get(p.variant.name)
+    if not prev or prev.get("status") != FAILED or p.step is None:
+        return None
+    if prev.get("run_key") != p.step.key or cache.usable(train.NAME, p.step.key):
+        return None
+    return prev
+
+
+def action(p: Planned, cache: Cache, previous: dict[str, dict], retry_failed: bool) -> str:
+    """What running the sweep would do with this variant (for --dry-run)."""
+    if p.step is None:
+        return "refused"
+    if cache.usable(train.NAME, p.step.key):
+        return "reuse"
+    if not retry_failed and _kept_failure(p, previous, cache):
+        return "keep failure (--retry-failed runs it)"
+    it = resume_iteration(cache.root / ".work" / p.step.key)
+    return f"resume from iteration {it}" if it else "run"
+
+
+def entry(p: Planned, status: str, reason: str | None, run_path: Path | None) -> dict[str, Any]:
+    """One variant in the sweep record (the format `pipe runs` reads)."""
+    return {
+        "name": p.variant.name,
+        "variable": p.variant.variable,
+        "value": p.variant.value,
+        "run_key": p.step.key if p.step else None,
+        "run_path": str(run_path) if run_path else None,
+        "status": status,
+        "reason": reason,
+        "args": p.variant.launch.args(),
+    }
+
+
+def failure_reason(message: str, work: Path) -> str:
+    """Why a launch failed, from its last log: out of memory first, else the last error line."""
+    what = message.split(";")[0]
+    logs = sorted((work / LOGS).glob("launch-*.log"), key=lambda p: int(p.stem.split("-")[-1]))
+    if not logs:
+        return what
+    lines = logs[-1].read_text(encoding="utf-8", errors="replace").splitlines()
+    oom = [line for line in lines if _OOM.search(line)]
+    errors = [line for line in lines if _ERROR.search(line) and "ChildFailedError" not in line]
+    cause = f"out of memory: {oom[-1]}" if oom else (errors[-1] if errors else "")
+    cause = textwrap.shorten(cause, 200, placeholder=" ...")
+    return f"{cause + '; ' if cause else ''}{what} (log: {logs[-1]})"
+
+
+def run_variant(p: Planned, cache: Cache, ctx: Context, interrupted: Callable[[], bool]) -> dict:
+    """Run (or reuse) one variant; a failure becomes its record entry, not an exception."""
+    if p.step is None:
+        return entry(p, FAILED, p.refused, None)
+    work = cache.root / ".work" / p.step.key
+    try:
+        outcome = run(p.step, cache, ctx, fresh=False)
+    except PipeError as e:
+        if interrupted():
+            raise KeyboardInterrupt from None  # Ctrl-C: no failure; a rerun resumes it
+        return entry(p, FAILED, failure_reason(str(e), work), work if work.exists() else None)
+    if outcome.artifact is None:
+        done, want = outcome.stats.get("iterations", 0), p.step.runtime["plan"]["train_iters"]
+        reason = f"stopped at iteration {done} of {want}; --retry-failed resumes it"
+        return entry(p, FAILED, reason, outcome.path)
+    return entry(p, REUSED if outcome.reused else DONE, None, outcome.path)
+
+
+@contextmanager
+def noticing_interrupts() -> Iterator[Callable[[], bool]]:
+    """Tell a Ctrl-C from a failed launch: the launcher stops torchrun on KeyboardInterrupt and
+    returns its exit code, which alone reads like any other failure."""
+    seen: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(seen)
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def previous_entries(cache: Cache, name: str) -> dict[str, dict]:
+    record = read_json(record_path(cache, name)) or {}
+    return {e["name"]: e for e in record.get("variants", []) if isinstance(e, dict)}
+
+
+def write_record(
+    cache: Cache, sweep: Sweep, blend: Path | None, entries: dict[str, dict]
+) -> dict[str, Any]:
+    """The sweep's record: its variants in file order; those never run yet are `pending`."""
+    names = [v.name for v in sweep.variants]
+    base = sweep.base
+    record = {
+        "sweep": sweep.name,
+        "file": str(sweep.path),
+        "base": {
+            "model": base.model,
+            "nproc_per_node": base.nproc_per_node,
+            "tp": base.tp,
+            "pp": base.pp,
+            "precision": base.precision,
+            "overrides": list(base.overrides),
+            "blend": None if sweep.mock else str(blend),
+            "mock": sweep.mock,
+        },
+        "variants": [entries[n] for n in names if n in entries],
+        "pending": [n for n in names if n not in entries],
+        "updated": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    path = record_path(cache, sweep.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, record)
+    return record
+
+
+def execute(
+    sweep: Sweep,
+    planned: list[Planned],
+    blend: Path | None,
+    cache: Cache,
+    ctx: Context,
+    retry_failed: bool,
+) -> dict[str, Any]:
+    """Run the planned variants in order; the record is rewritten after each one."""
+    previous = previous_entries(cache, sweep.name)
+    entries = {n: e for n, e in previous.items() if n in {v.name for v in sweep.variants}}
+    record = write_record(cache, sweep, blend, entries)
+    with noticing_interrupts() as interrupted:
+        for p in planned:
+            kept = None if retry_failed else _kept_failure(p, previous, cache)
+            if kept:
+                why = escape(kept["reason"] or "")
+                ctx.say(f"sweep {sweep.name}: {p.variant.name} failed before ({why}); kept")
+                continue
+            what = "" if p.variant.name == BASE else f": {describe(p.variant)}"
+            ctx.say(escape(f"sweep {sweep.name}: {p.variant.name}{what}"))
+            entries[p.variant.name] = run_variant(p, cache, ctx, interrupted)
+            record = write_record(cache, sweep, blend, entries)
+    return record
+
+
+def describe(v: Variant) -> str:
+    """`variable=value` for people; the base says so."""
+    if v.name == BASE:
+        return "base"
+    if isinstance(v.value, dict):
+        return f"{v.variable}: " + " ".join(f"{k}={x}" for k, x in v.value.items())
+    return f"{v.variable}={v.value}"
+
+
+def measured(run_path: str | None) -> dict[str, Any]:
+    """The run record's summary (s/iteration, tokens/s, peak memory), if the run has one."""
+    if not run_path:
+        return {}
+    return (read_json(Path(run_path) / RECORD_FILE) or {}).get("summary", {})
