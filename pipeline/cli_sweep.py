@@ -16,18 +16,9 @@ from pipeline.cache import Cache, default_root
 from pipeline.cli_common import cache_dir_option, user_errors
 from pipeline.context import Context
 from pipeline.progress import Display
-from pipeline.sweep import (
-    action,
-    check_distinct,
-    describe,
-    execute,
-    measured,
-    plan_variants,
-    previous_entries,
-    record_path,
-    resolve_data,
-)
-from pipeline.sweep_file import Sweep, Variant, load_sweep
+from pipeline.sweep import action, check_distinct, execute, plan_variants, resolve_data
+from pipeline.sweep_file import Sweep, Variant, describe, load_sweep
+from pipeline.sweep_record import measured, previous_entries, record_path
 from training.tokenizer_check import TokenizerMismatch
 from util.errors import PipeError
 

@@ -15,13 +15,10 @@ at planning (a layout that does not divide, nvfp4 before Blackwell) is planned a
 from __future__ import annotations
 
 import json
-import re
 import signal
-import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +29,18 @@ from pipeline.cache import Cache
 from pipeline.context import Context
 from pipeline.plan import Options, Step
 from pipeline.run import ensure
-from pipeline.sweep_file import BASE, Sweep, SweepFileError, Variant
+from pipeline.sweep_file import BASE, Sweep, SweepFileError, Variant, describe
+from pipeline.sweep_record import (
+    DONE,
+    FAILED,
+    REUSED,
+    entry,
+    failure_reason,
+    previous_entries,
+    write_record,
+)
 from pipeline.train import MOCK, data_source, data_step, run, run_step
 from stages import train
-from training.launch import LOGS
 from training.layout import LayoutError
 from training.options import resolve_nproc
 from training.overrides import OverrideError
@@ -47,16 +52,10 @@ from training.plan import (
     build_plan,
     resume_iteration,
 )
-from training.record import RECORD_FILE
 from training.tokenizer_check import check_tokenizer
 from util.errors import PipeError
-from util.files import atomic_write_json, read_json
 
-RECORDS = "sweeps"
-DONE, FAILED, REUSED = "done", "failed", "reused"
 _PLAN_ERRORS = (PlanError, LayoutError, OverrideError)
-_OOM = re.compile(r"out of memory|OutOfMemoryError", re.IGNORECASE)
-_ERROR = re.compile(r"\b\w+(Error|Exception): ")
 
 
 @dataclass(frozen=True)
@@ -66,10 +65,6 @@ class Planned:
     variant: Variant
     step: Step | None
     refused: str | None
-
-
-def record_path(cache: Cache, name: str) -> Path:
-    return cache.root / RECORDS / f"{name}.json"
 
 
 def _plan(variant: Variant, data: DataSource, mock: bool) -> TrainPlan:
@@ -178,50 +173,24 @@ def action(p: Planned, cache: Cache, previous: dict[str, dict], retry_failed: bo
     return f"resume from iteration {it}" if it else "run"
 
 
-def entry(p: Planned, status: str, reason: str | None, run_path: Path | None) -> dict[str, Any]:
-    """One variant in the sweep record (the format `pipe runs` reads)."""
-    return {
-        "name": p.variant.name,
-        "variable": p.variant.variable,
-        "value": p.variant.value,
-        "run_key": p.step.key if p.step else None,
-        "run_path": str(run_path) if run_path else None,
-        "status": status,
-        "reason": reason,
-        "args": p.variant.launch.args(),
-    }
-
-
-def failure_reason(message: str, work: Path) -> str:
-    """Why a launch failed, from its last log: out of memory first, else the last error line."""
-    what = message.split(";")[0]
-    logs = sorted((work / LOGS).glob("launch-*.log"), key=lambda p: int(p.stem.split("-")[-1]))
-    if not logs:
-        return what
-    lines = logs[-1].read_text(encoding="utf-8", errors="replace").splitlines()
-    oom = [line for line in lines if _OOM.search(line)]
-    errors = [line for line in lines if _ERROR.search(line) and "ChildFailedError" not in line]
-    cause = f"out of memory: {oom[-1]}" if oom else (errors[-1] if errors else "")
-    cause = textwrap.shorten(cause, 200, placeholder=" ...")
-    return f"{cause + '; ' if cause else ''}{what} (log: {logs[-1]})"
-
-
 def run_variant(p: Planned, cache: Cache, ctx: Context, interrupted: Callable[[], bool]) -> dict:
     """Run (or reuse) one variant; a failure becomes its record entry, not an exception."""
     if p.step is None:
-        return entry(p, FAILED, p.refused, None)
+        return entry(p.variant, None, FAILED, p.refused, None)
     work = cache.root / ".work" / p.step.key
     try:
         outcome = run(p.step, cache, ctx, fresh=False)
     except PipeError as e:
         if interrupted():
             raise KeyboardInterrupt from None  # Ctrl-C: no failure; a rerun resumes it
-        return entry(p, FAILED, failure_reason(str(e), work), work if work.exists() else None)
+        reason = failure_reason(str(e), work)
+        return entry(p.variant, p.step.key, FAILED, reason, work if work.exists() else None)
     if outcome.artifact is None:
         done, want = outcome.stats.get("iterations", 0), p.step.runtime["plan"]["train_iters"]
         reason = f"stopped at iteration {done} of {want}; --retry-failed resumes it"
-        return entry(p, FAILED, reason, outcome.path)
-    return entry(p, REUSED if outcome.reused else DONE, None, outcome.path)
+        return entry(p.variant, p.step.key, FAILED, reason, outcome.path)
+    status = REUSED if outcome.reused else DONE
+    return entry(p.variant, p.step.key, status, None, outcome.path)
 
 
 @contextmanager
@@ -239,40 +208,6 @@ def noticing_interrupts() -> Iterator[Callable[[], bool]]:
         yield lambda: bool(seen)
     finally:
         signal.signal(signal.SIGINT, old)
-
-
-def previous_entries(cache: Cache, name: str) -> dict[str, dict]:
-    record = read_json(record_path(cache, name)) or {}
-    return {e["name"]: e for e in record.get("variants", []) if isinstance(e, dict)}
-
-
-def write_record(
-    cache: Cache, sweep: Sweep, blend: Path | None, entries: dict[str, dict]
-) -> dict[str, Any]:
-    """The sweep's record: its variants in file order; those never run yet are `pending`."""
-    names = [v.name for v in sweep.variants]
-    base = sweep.base
-    record = {
-        "sweep": sweep.name,
-        "file": str(sweep.path),
-        "base": {
-            "model": base.model,
-            "nproc_per_node": base.nproc_per_node,
-            "tp": base.tp,
-            "pp": base.pp,
-            "precision": base.precision,
-            "overrides": list(base.overrides),
-            "blend": None if sweep.mock else str(blend),
-            "mock": sweep.mock,
-        },
-        "variants": [entries[n] for n in names if n in entries],
-        "pending": [n for n in names if n not in entries],
-        "updated": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    path = record_path(cache, sweep.name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, record)
-    return record
 
 
 def execute(
@@ -299,19 +234,3 @@ def execute(
             entries[p.variant.name] = run_variant(p, cache, ctx, interrupted)
             record = write_record(cache, sweep, blend, entries)
     return record
-
-
-def describe(v: Variant) -> str:
-    """`variable=value` for people; the base says so."""
-    if v.name == BASE:
-        return "base"
-    if isinstance(v.value, dict):
-        return f"{v.variable}: " + " ".join(f"{k}={x}" for k, x in v.value.items())
-    return f"{v.variable}={v.value}"
-
-
-def measured(run_path: str | None) -> dict[str, Any]:
-    """The run record's summary (s/iteration, tokens/s, peak memory), if the run has one."""
-    if not run_path:
-        return {}
-    return (read_json(Path(run_path) / RECORD_FILE) or {}).get("summary", {})

@@ -223,3 +223,12 @@ def _text(path: Path, where: str, key: str, value: Any) -> str:
     raise SweepFileError(
         f"{path}: {where}: {key} must be a number, a string, true/false or null, got {value!r}"
     )
+
+
+def describe(v: Variant) -> str:
+    """`variable=value` for people; the base says so."""
+    if v.name == BASE:
+        return "base"
+    if isinstance(v.value, dict):
+        return f"{v.variable}: " + " ".join(f"{k}={x}" for k, x in v.value.items())
+    return f"{v.variable}={v.value}"

@@ -275,3 +275,12 @@ def test_an_interrupted_sweep_resumes_where_it_stopped(
     gbs16 = json.loads((Path(by["gbs16"]["run_path"]) / "record.json").read_text())
     assert [x["start_iteration"] for x in gbs16["launches"]] == [0, 5]
     assert gbs16["summary"]["iterations"] == 10
+
+
+def test_a_mock_sweep_needs_no_blend(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path, {"tp2": {"tp": 2}}, BASE | {"mock": True})
+    args = ["sweep", str(path), "--cache-dir", str(tmp_path / "cache"), "--dry-run", "--json"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output.strip().splitlines()[-1])["variants"]
+    assert [(r["name"], r["action"]) for r in rows] == [("base", "run"), ("tp2", "run")]
