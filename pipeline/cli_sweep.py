@@ -16,7 +16,7 @@ from pipeline.cache import Cache, default_root
 from pipeline.cli_common import cache_dir_option, user_errors
 from pipeline.context import Context
 from pipeline.progress import Display
-from pipeline.sweep import action, check_distinct, execute, plan_variants, resolve_data
+from pipeline.sweep import check_distinct, execute, plan_variants, preview, resolve_data
 from pipeline.sweep_file import Sweep, Variant, describe, load_sweep
 from pipeline.sweep_record import measured, previous_entries, record_path
 from training.tokenizer_check import TokenizerMismatch
@@ -73,25 +73,14 @@ def sweep(
     spec = load_sweep(sweep_file)
     chosen = select(spec, only)
     check_distinct(spec)  # plans alone, before any data work
-    blend = (blend_path or spec.blend).resolve() if (blend_path or spec.blend) else None
+    given = blend_path or spec.blend
+    blend = given.resolve() if given else None
     cache = Cache(cache_dir or default_root())
     with Context(Display(quiet=quiet)) as ctx:
         data, parent, name = resolve_data(spec, blend, cache, ctx)
         planned = plan_variants(chosen, data, parent, name, spec.mock)
         if dry_run:
-            previous = previous_entries(cache, spec.name)
-            rows = [
-                {
-                    "name": p.variant.name,
-                    "variable": p.variant.variable,
-                    "value": p.variant.value,
-                    "run_key": p.step.key if p.step else None,
-                    "action": action(p, cache, previous, retry_failed),
-                    "reason": p.refused,
-                    "args": p.variant.launch.args(),
-                }
-                for p in planned
-            ]
+            rows = preview(planned, cache, previous_entries(cache, spec.name), retry_failed)
             _print_plan(spec, rows, as_json)
             return
         record = execute(spec, planned, blend, cache, ctx, retry_failed)
@@ -128,8 +117,8 @@ def _print_plan(spec: Sweep, rows: list[dict], as_json: bool) -> None:
 def _table(display: Display, spec: Sweep, record: dict) -> None:
     by_name = {v.name: v for v in spec.variants}
     for e in record["variants"]:
-        s = measured(e["run_path"]) if e["status"] != "failed" else {}
         failed = e["status"] == "failed"
+        s = {} if failed else measured(e["run_path"])
         last = escape(e["reason"] or "") if failed else _gib(s.get("peak_memory_allocated_gib"))
         display.add_row(
             e["name"],

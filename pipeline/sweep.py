@@ -125,6 +125,8 @@ def resolve_data(
 ) -> tuple[DataSource, Artifact | None, str]:
     """The data every variant trains on, made once (as `pipe train` makes it)."""
     if sweep.mock:
+        if blend is not None:
+            raise PipeError(f"{sweep.path} trains on synthetic data (mock); drop --blend")
         return MOCK, None, "mock"
     if blend is None:
         raise PipeError(f"{sweep.path}: pass --blend FILE (or set base.blend in the sweep file)")
@@ -171,6 +173,24 @@ def action(p: Planned, cache: Cache, previous: dict[str, dict], retry_failed: bo
         return "keep failure (--retry-failed runs it)"
     it = resume_iteration(cache.root / ".work" / p.step.key)
     return f"resume from iteration {it}" if it else "run"
+
+
+def preview(
+    planned: list[Planned], cache: Cache, previous: dict[str, dict], retry_failed: bool
+) -> list[dict[str, Any]]:
+    """--dry-run: each variant, its run key and what running the sweep would do with it."""
+    return [
+        {
+            "name": p.variant.name,
+            "variable": p.variant.variable,
+            "value": p.variant.value,
+            "run_key": p.step.key if p.step else None,
+            "action": action(p, cache, previous, retry_failed),
+            "reason": p.refused,
+            "args": p.variant.launch.args(),
+        }
+        for p in planned
+    ]
 
 
 def run_variant(p: Planned, cache: Cache, ctx: Context, interrupted: Callable[[], bool]) -> dict:
