@@ -254,6 +254,7 @@ from pipeline.cli_artifacts import artifacts  # noqa: E402
 from pipeline.cli_bench import bench  # noqa: E402
 from pipeline.cli_inspect import inspect_cmd  # noqa: E402
 from pipeline.cli_run import run_cmd  # noqa: E402
+from pipeline.cli_sweep import sweep  # noqa: E402
 from pipeline.cli_train import train  # noqa: E402 (registered last: it imports training/)
 
 main.add_command(artifacts)
@@ -261,6 +262,7 @@ main.add_command(bench)
 main.add_command(inspect_cmd)
 main.add_command(run_cmd)
 main.add_command(train)
+main.add_command(sweep)
 
 
 if __name__ == "__main__":
