@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from pipeline.cache import Cache, default_root
-from pipeline.cli_common import cache_dir_option, user_errors
+from pipeline.cli_common import cache_dir_option, make_planner, user_errors
 from util.errors import PipeError
 from util.files import atomic_write_text
 
@@ -59,14 +59,16 @@ def report(
     file with any browser, e.g. `xdg-open report.html`; it needs no network.
     """
     from pipeline import lineage
-    from pipeline.plan import Options
+    from pipeline.fingerprint import HashMemo
     from pipeline.report_page import render
 
     if bool(blend_path) == bool(keys):
         raise PipeError("name what to report on: --blend FILE, or one or more artifact KEYs")
     cache = Cache.existing(cache_dir or default_root())
     if blend_path:
-        lin = lineage.from_blend_file(blend_path, cache, Options(limit=limit, tokenizer=tokenizer))
+        memo = HashMemo(cache.root / ".hashes.json")
+        planner = make_planner(blend_path, memo, limit=limit, tokenizer=tokenizer)
+        lin = lineage.from_planner(planner, cache)
     else:
         if limit or tokenizer:
             raise PipeError("--limit/--tokenizer select a blend file's artifacts; use --blend")

@@ -9,14 +9,11 @@ names the blend as its data.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from pipeline.artifact import Artifact
-from pipeline.blend_file import load_blend
 from pipeline.cache import Cache
-from pipeline.fingerprint import HashMemo
-from pipeline.plan import Options, Planner, Step
+from pipeline.plan import Planner, Step
 from pipeline.runs import Run, cache_runs
 from stages import megatron_blend, train
 from util.errors import PipeError
@@ -53,9 +50,8 @@ class Lineage:
         return [n for n in self.nodes if n.artifact is None]
 
 
-def from_blend_file(path: Path, cache: Cache, opts: Options) -> Lineage:
+def from_planner(planner: Planner, cache: Cache) -> Lineage:
     """The planned artifacts of a blend file, each looked up (never built) in the cache."""
-    planner = Planner(load_blend(path), opts, HashMemo(cache.root / ".hashes.json"))
     blend_step, _ = planner.megatron_blend()
     nodes: dict[str, Node] = {}
 
