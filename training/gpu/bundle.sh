@@ -12,7 +12,7 @@ cd "$(git rev-parse --show-toplevel)"
 shared=${PIPE_SHARED:-../shared}
 root=/tmp/pipe-gpu
 mkdir -p .git/info && touch .git/info/exclude
-for d in /.whl/ /.whl-te/ /.gpu/ '/.big*/'; do grep -qxF "$d" .git/info/exclude || echo "$d" >> .git/info/exclude; done
+for d in /.whl/ /.whl-te/ /.whl-extra/ /.gpu/ '/.big*/'; do grep -qxF "$d" .git/info/exclude || echo "$d" >> .git/info/exclude; done
 [ -f .whl/megatron_bridge-0.6.2-py3-none-any.whl ] || training/gpu/fetch_wheels.sh .whl
 mkdir -p .whl-te
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -20,6 +20,10 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
   -d .whl-te transformer-engine-cu13==2.20.2 transformer-engine==2.20.2 nvdlfw-inspect==0.2.2 \
   nvidia-cudnn-frontend==1.32.0
 cp "$shared"/wheels/transformer_engine_torch-2.20.2-cp312-cp312-linux_x86_64.whl .whl-te/
+mkdir -p .whl-extra   # pipe's own needs the GPU image lacks (carried with each call: 0.3 MB)
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+  -d .whl-extra isal cloudpickle
 rm -rf "$root" && mkdir -p "$root/tokenizer" .gpu
 cp "$shared"/tokenizers/nemotron-nano-compat/tokenizer*.json "$root/tokenizer/"
 python3 training/gpu/assemble_corpus.py "$shared/corpora" "$root/tokenizer" "$root/corpus"

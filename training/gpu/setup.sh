@@ -34,6 +34,12 @@ if [ ! -f /tmp/site/.pipe-installed ] && [ -d "$src/.whl" ]; then
     --target /tmp/site "$src"/.whl/*.whl $(ls "$src"/.whl-te/*.whl 2>/dev/null || true)
   touch /tmp/site/.pipe-installed
 fi
+# pipe's own small needs that an older bundle lacks (isal, cloudpickle: bundle.sh's .whl-extra,
+# carried by the call itself, 0.3 MB).
+if [ -d .whl-extra ] && [ ! -f /tmp/site/.pipe-extra ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl-extra/*.whl && touch /tmp/site/.pipe-extra
+fi
 [ -d /tmp/site ] && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 {
