@@ -52,8 +52,13 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 cat "$OUT/env.txt"
 # 3. Data: tokenized here by bundle.sh (or prepare.sh) with the real pipe tokenize.
 root=/tmp/pipe-gpu
-if [ ! -f "$root/tokenize.json" ]; then
-  tar -C / -xzf "$src/.gpu/pipe-gpu.tar.gz"
+# A call may carry a newer .gpu/pipe-gpu.tar.gz itself (18 MB; made with the pipe of this tree):
+# it replaces the bundle's data and the runs made on it.
+data=$src/.gpu/pipe-gpu.tar.gz
+[ -f .gpu/pipe-gpu.tar.gz ] && data=$PWD/.gpu/pipe-gpu.tar.gz
+digest=$(sha256sum "$data" | cut -d' ' -f1)
+if [ ! -f "$root/tokenize.json" ] || [ "$(cat "$root/.from" 2>/dev/null)" != "$digest" ]; then
+  rm -rf "$root" && tar -C / -xzf "$data" && echo "$digest" > "$root/.from"
 fi
 BLEND=$(python3 -c "import json; print(json.load(open('$root/tokenize.json'))['blend_json'])")
 export BLEND CACHE=$root/cache TOKENIZER=$root/tokenizer
