@@ -14,6 +14,7 @@ download stage's shard writer, so tokenize reads curated and raw artifacts alike
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections import Counter
 from collections.abc import Iterator
@@ -126,7 +127,12 @@ class Spill(ProcessingStage[DocumentBatch, DocumentBatch]):
                 schema=dl.SCHEMA.append(pa.field(SEQ, pa.int64())),
                 preserve_index=False,
             )
-            pq.write_table(table, Path(self.folder) / f"{batch._metadata['seq']:012d}.parquet")
+            # aside, then renamed: a task that dies mid-write (a lost node) leaves no partial
+            # .parquet for the driver to read, and its retry writes the whole file again
+            spilled = Path(self.folder) / f"{batch._metadata['seq']:012d}.parquet"
+            partial = spilled.with_suffix(f".partial-{os.getpid()}")
+            pq.write_table(table, partial)
+            os.replace(partial, spilled)
         small = df[[c for c in (SEQ, CHARS, EXACT, SIGNATURE) if c in df.columns]].copy()
         small[DROP] = ""
         return DocumentBatch(dataset_name=batch.dataset_name, data=small, _metadata=batch._metadata)

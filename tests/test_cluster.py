@@ -32,6 +32,8 @@ from pipeline.cache import Cache
 # so that both nodes get chunks and a node can be killed while some are in flight.
 DOCS = 2000
 PAUSE = {"PIPE_PAUSE_AT": "tokenize.worker_arrays:0.6"}
+# The planted curate corpus (1,141 documents) in 6 row groups: 6 Curator tasks, over 3 shards.
+CURATE_LAYOUT = {"PIPE_DOCS_PER_SHARD": "400", "PIPE_DOCS_PER_ROW_GROUP": "200"}
 
 
 @pytest.fixture(scope="module")
@@ -139,9 +141,9 @@ def test_curate_row_groups_run_on_both_nodes_bytes_match_cluster_kept(
     key and the shard bytes of a run on a cluster pipe starts itself, and the joined cluster is
     still up after the command."""
     args = ["curate", "--blend", curate_blend, "--quiet", "--json"]
-    here = pipe(*args, cache=setup["tmp"] / "k0", env=LAYOUT)
+    here = pipe(*args, cache=setup["tmp"] / "k0", env=CURATE_LAYOUT)
     assert here.code == 0, here.err
-    there = pipe(*_curate(setup, curate_blend), cache=setup["tmp"] / "k1", env=LAYOUT)
+    there = pipe(*_curate(setup, curate_blend), cache=setup["tmp"] / "k1", env=CURATE_LAYOUT)
     assert there.code == 0, there.err
     assert there.json["artifact"] == here.json["artifact"]
     assert _shards(there.json["path"]) == _shards(here.json["path"])
@@ -149,7 +151,7 @@ def test_curate_row_groups_run_on_both_nodes_bytes_match_cluster_kept(
     assert stats["removed"] == here.json["stats"]["removed"]
     nodes = stats["nodes"]
     assert set(nodes) == {setup["head"].node_id, setup["worker"].node_id}, nodes
-    assert all(nodes.values()) and sum(nodes.values()) == stats["row_groups"] > 2, nodes
+    assert all(nodes.values()) and sum(nodes.values()) == stats["row_groups"] == 6, nodes
     (own,) = here.json["stats"]["nodes"]  # the embedded run: one node, not the joined ones
     assert own not in nodes
     assert setup["head"].alive() and setup["worker"].alive()
