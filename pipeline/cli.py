@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,12 +10,12 @@ from typing import Any
 import click
 
 from pipeline.artifact import Outcome
-from pipeline.blend_file import load_blend
 from pipeline.cache import Cache, default_root
-from pipeline.cli_common import cache_dir_option, user_errors
+from pipeline.cli_common import cache_dir_option, make_planner, user_errors
+from pipeline.cli_run import print_plan
 from pipeline.context import Context
 from pipeline.fingerprint import HashMemo
-from pipeline.plan import Options, Planner, Step
+from pipeline.plan import Planner, Step
 from pipeline.progress import Display
 from pipeline.run import ensure, summarise
 from stages.megatron_blend import BLEND_JSON
@@ -53,6 +52,12 @@ def _common(fn: Callable) -> Callable:
                 help="Print one JSON object (artifact, path, reused, ...) as the last line.",
             ),
             click.option("--quiet", is_flag=True, help="No progress bars or tables."),
+            click.option(
+                "--dry-run",
+                is_flag=True,
+                help="Print the plan: sources, what is cached and what would be built, and "
+                "estimated documents, tokens and disk. Builds nothing.",
+            ),
         ]
     ):
         fn = decorator(fn)
@@ -110,16 +115,7 @@ def _emit_datasets(outcomes: list[Outcome], as_json: bool, with_stats: bool) -> 
 
 
 def _planner(blend_path: Path, cache: Cache, **opts: Any) -> Planner:
-    layout = {
-        key: int(os.environ[var])
-        for key, var in (
-            ("docs_per_shard", "PIPE_DOCS_PER_SHARD"),
-            ("docs_per_row_group", "PIPE_DOCS_PER_ROW_GROUP"),
-        )
-        if os.environ.get(var)
-    }
-    memo = HashMemo(cache.root / ".hashes.json")
-    return Planner(load_blend(blend_path), Options(layout=layout, **opts), memo)
+    return make_planner(blend_path, HashMemo(cache.root / ".hashes.json"), **opts)
 
 
 def _run_all(steps: list[Step], cache: Cache, ctx: Context, force: set[str]) -> list[Outcome]:
@@ -148,6 +144,7 @@ def download(
     cache_dir: Path | None,
     as_json: bool,
     quiet: bool,
+    dry_run: bool,
 ) -> None:
     """Fetch each dataset of the blend into Parquet shards (id, text, source columns).
 
@@ -157,6 +154,9 @@ def download(
     """
     cache = Cache(cache_dir or default_root())
     planner = _planner(blend_path, cache, limit=limit)
+    if dry_run:
+        print_plan(planner, cache, "download", as_json)
+        return
     steps = [planner.download(ds) for ds in planner.blend.datasets]
     with Context(Display(quiet=quiet)) as ctx:
         outcomes = _run_all(steps, cache, ctx, {"download"} if force else set())
@@ -176,6 +176,7 @@ def curate(
     cache_dir: Path | None,
     as_json: bool,
     quiet: bool,
+    dry_run: bool,
     ray_address: str | None,
     workers: int | None,
 ) -> None:
@@ -193,6 +194,9 @@ def curate(
             f"{planner.blend.path}: no dataset has a 'curate' key; add \"curate\": {{}} to a "
             f"dataset for the default filters and dedup"
         )
+    if dry_run:
+        print_plan(planner, cache, "curate", as_json)
+        return
     steps = [planner.curate(ds) for ds in wanted]
     with Context(Display(quiet=quiet), ray_address=ray_address, workers=workers) as ctx:
         outcomes = _run_all(steps, cache, ctx, {"curate"} if force else set())
@@ -223,6 +227,7 @@ def tokenize(
     cache_dir: Path | None,
     as_json: bool,
     quiet: bool,
+    dry_run: bool,
     tokenizer: str | None,
     engine: str,
     ray_address: str | None,
@@ -236,6 +241,9 @@ def tokenize(
     """
     cache = Cache(cache_dir or default_root())
     planner = _planner(blend_path, cache, limit=limit, tokenizer=tokenizer, engine=engine)
+    if dry_run:
+        print_plan(planner, cache, "tokenize", as_json)
+        return
     blend_step, token_steps = planner.megatron_blend()
     ctx = Context(Display(quiet=quiet), ray_address=ray_address, workers=workers)
     with ctx:
@@ -257,12 +265,20 @@ def tokenize(
 from pipeline.cli_artifacts import artifacts  # noqa: E402
 from pipeline.cli_bench import bench  # noqa: E402
 from pipeline.cli_inspect import inspect_cmd  # noqa: E402
+from pipeline.cli_report import report  # noqa: E402
+from pipeline.cli_run import run_cmd  # noqa: E402
+from pipeline.cli_runs import runs  # noqa: E402
+from pipeline.cli_sweep import sweep  # noqa: E402
 from pipeline.cli_train import train  # noqa: E402 (registered last: it imports training/)
 
 main.add_command(artifacts)
 main.add_command(bench)
 main.add_command(inspect_cmd)
+main.add_command(report)
+main.add_command(run_cmd)
+main.add_command(runs)
 main.add_command(train)
+main.add_command(sweep)
 
 
 if __name__ == "__main__":

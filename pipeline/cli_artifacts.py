@@ -24,7 +24,8 @@ def artifacts() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per artifact.")
 @_user_errors
 def artifacts_ls(cache_dir: Path | None, as_json: bool) -> None:
-    """List published artifacts, oldest first."""
+    """List published artifacts, oldest first (a table on a terminal; tab-separated lines
+    with whole keys when piped)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -44,20 +45,30 @@ def artifacts_ls(cache_dir: Path | None, as_json: bool) -> None:
                 )
             )
         return
-    table = Table()
-    for col in ("key", "stage", "name", "created", "MB", "parents"):
-        table.add_column(col)
-    for a in found:
-        size = sum(f["bytes"] for f in a.manifest.get("files", {}).values()) / 1e6
-        table.add_row(
+    rows = [
+        (
             a.key,
             a.stage,
             str(a.manifest.get("name")),
             a.manifest.get("created", ""),
-            f"{size:,.1f}",
-            " ".join(p[:8] for p in a.manifest.get("parents", [])),
+            f"{sum(f['bytes'] for f in a.manifest.get('files', {}).values()) / 1e6:,.1f}",
+            a.manifest.get("parents", []),
         )
-    Console().print(table)
+        for a in found
+    ]
+    columns = ("key", "stage", "name", "created", "MB", "parents")
+    console = Console()
+    if not console.is_terminal:  # piped: whole keys, one tab-separated line per artifact
+        click.echo("\t".join(columns))
+        for *cells, parents in rows:
+            click.echo("\t".join([*cells, ",".join(parents) or "-"]))
+        return
+    table = Table()
+    for col in columns:
+        table.add_column(col, no_wrap=col == "key")
+    for *cells, parents in rows:
+        table.add_row(*cells, " ".join(p[:8] for p in parents))
+    console.print(table)
 
 
 @artifacts.command("show")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +11,9 @@ from typing import Any
 
 import click
 
+from pipeline.blend_file import load_blend
+from pipeline.fingerprint import HashMemo
+from pipeline.plan import Options, Planner
 from util.errors import PipeError
 
 
@@ -50,3 +54,17 @@ cache_dir_option = click.option(
     show_envvar=True,
     help="Artifact cache root [default: ~/.cache/pipe].",
 )
+
+
+def make_planner(blend_path: Path, memo: HashMemo, **opts: Any) -> Planner:
+    """The planner for a blend file; PIPE_DOCS_PER_SHARD / PIPE_DOCS_PER_ROW_GROUP shrink the
+    shard layout (tests use them to get many shards from a small corpus)."""
+    layout = {
+        key: int(os.environ[var])
+        for key, var in (
+            ("docs_per_shard", "PIPE_DOCS_PER_SHARD"),
+            ("docs_per_row_group", "PIPE_DOCS_PER_ROW_GROUP"),
+        )
+        if os.environ.get(var)
+    }
+    return Planner(load_blend(blend_path), Options(layout=layout, **opts), memo)

@@ -86,7 +86,8 @@ def _print_plan(plan: TrainPlan, key: str) -> None:
     type=click.Choice(list(PRECISION_RECIPES)),
     default="bf16",
     show_default=True,
-    help="fp8 and nvfp4 need Transformer Engine.",
+    help="fp8 = fp8-current (current scaling); fp8-delayed: delayed scaling; fp8* and nvfp4 "
+    "need Transformer Engine, nvfp4 also a Blackwell GPU.",
 )
 @click.option("--mock", is_flag=True, help="Train on synthetic data (no --blend).")
 @click.option("--dry-run", is_flag=True, help="Print the plan; launch nothing.")

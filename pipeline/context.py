@@ -40,7 +40,8 @@ class Context:
 
     def ray(self) -> Any:
         if self._ray is None:
-            self._ray = self._stack.enter_context(ray_cluster(self.ray_address, self.workers))
+            with self.display.waiting("starting Ray"):
+                self._ray = self._stack.enter_context(ray_cluster(self.ray_address, self.workers))
             self.ray_starts += 1
         return self._ray
 

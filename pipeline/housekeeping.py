@@ -50,7 +50,7 @@ def stale_work(cache: Cache, older_than_hours: float) -> list[Removal]:
     found = []
     for work in sorted((cache.root / ".work").iterdir()):
         newest = max([p.stat().st_mtime for p in work.rglob("*")] + [work.stat().st_mtime])
-        if newest < cutoff and not _locked(cache, work.name):
+        if newest < cutoff and not is_locked(cache, work.name):
             found.append(Removal(work, "unpublished work", size_of(work)))
     return found
 
@@ -72,7 +72,8 @@ def remove(found: list[Removal]) -> None:
         shutil.rmtree(r.path)
 
 
-def _locked(cache: Cache, key: str) -> bool:
+def is_locked(cache: Cache, key: str) -> bool:
+    """Whether a process holds `key`'s build lock now (it is being built)."""
     path = cache.root / ".locks" / f"{key}.lock"
     if not path.exists():
         return False

@@ -50,18 +50,9 @@ def _with_tokenizer(prefix: Path, folder: Path) -> Target:
 
 def inspect(target: Target, n: int, seed: int = 0) -> dict[str, Any]:
     """Counts, length percentiles and `n` decoded documents (the first, then random ones)."""
-    from stages.merge import indexed_dataset  # megatron-core, imported without its chatter
-
-    try:
-        data = indexed_dataset().IndexedDataset(str(target.prefix))
-        lengths = np.asarray(data.sequence_lengths, np.int64)
-    except Exception as e:  # megatron raises AssertionError/ValueError on a damaged idx
-        message = f"{target.prefix}: not a readable bin/idx ({type(e).__name__}: {e})"
-        raise PipeError(message) from None
+    data, lengths = open_dataset(target.prefix)
     if not len(lengths):
         raise PipeError(f"{target.prefix}: holds no documents")
-    if lengths.sum() * data.index.dtype_size != Path(f"{target.prefix}.bin").stat().st_size:
-        raise PipeError(f"{target.prefix}.bin: its size does not match its idx (damaged)")
     picks = [
         0,
         *sorted(random.Random(seed).sample(range(1, len(lengths)), min(n - 1, len(lengths) - 1))),
@@ -93,6 +84,22 @@ def inspect(target: Target, n: int, seed: int = 0) -> dict[str, Any]:
         "tokenizer": target.tokenizer,
         "docs": docs,
     }
+
+
+def open_dataset(prefix: Path) -> tuple[Any, np.ndarray]:
+    """megatron-core's IndexedDataset of a bin/idx prefix and its document lengths in tokens,
+    refused in one line when the idx is unreadable or the bin's size does not match it."""
+    from stages.merge import indexed_dataset  # megatron-core, imported without its chatter
+
+    try:
+        data = indexed_dataset().IndexedDataset(str(prefix))
+        lengths = np.asarray(data.sequence_lengths, np.int64)
+    except Exception as e:  # megatron raises AssertionError/ValueError on a damaged idx
+        message = f"{prefix}: not a readable bin/idx ({type(e).__name__}: {e})"
+        raise PipeError(message) from None
+    if lengths.sum() * data.index.dtype_size != Path(f"{prefix}.bin").stat().st_size:
+        raise PipeError(f"{prefix}.bin: its size does not match its idx (damaged)")
+    return data, lengths
 
 
 def _decoder(target: Target) -> Any:

@@ -16,18 +16,43 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn,
 from rich.table import Table
 from rich.text import Text
 
+LABEL_WIDTH = 22  # a bar's label is cut to this, so that a bar fits an 80-column terminal
+SHORT_UNITS = {"tokens": "tok", "chars": "chr"}
 
-class _RateColumn(ProgressColumn):
-    """docs/s and tokens/s (or chars/s for download) from the task's own counters."""
+
+def compact(n: float) -> str:
+    """Three significant digits (1234 -> 1.23k, 123456789 -> 123M): short enough that a bar
+    with its counts and rates fits one 80-column line."""
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= limit:
+            value = n / limit
+            return f"{value:.{max(0, 2 - len(str(int(value))) + 1)}f}{suffix}"
+    return f"{n:.0f}"
+
+
+class _CountColumn(ProgressColumn):
+    """Documents done (of the total, when known), in compact numbers."""
 
     def render(self, task: Task) -> Text:
+        of = f"/{compact(task.total)}" if task.total else " docs"
+        return Text(f"{compact(task.completed)}{of}")
+
+
+class _RateColumn(ProgressColumn):
+    """docs/s and tokens/s (or chars/s for download) from the task's own counters; what the
+    stage waits for (e.g. "starting Ray") while it has no documents yet."""
+
+    def render(self, task: Task) -> Text:
+        if waiting := task.fields.get("waiting"):
+            return Text(waiting, style="yellow")
         elapsed = task.elapsed or 0.0
-        if not elapsed:
+        if not elapsed or not task.completed:
             return Text("")
         units = task.fields.get("units", 0)
         label = task.fields.get("unit_name", "tokens")
         return Text(
-            f"{task.completed / elapsed:,.0f} docs/s  {units / elapsed:,.0f} {label}/s",
+            f"{compact(task.completed / elapsed)} docs/s "
+            f"{compact(units / elapsed)} {SHORT_UNITS.get(label, label)}/s",
             style="cyan",
         )
 
@@ -83,6 +108,7 @@ class Display:
     quiet: bool = False
     console: Console = field(default_factory=lambda: Console(stderr=True))
     rows: list[tuple] = field(default_factory=list)
+    _live: list[tuple[Progress, int]] = field(default_factory=list)  # the bars now drawn
 
     @property
     def live(self) -> bool:
@@ -106,18 +132,35 @@ class Display:
             return
         progress = Progress(
             TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn(
-                "{task.completed:,}/{task.total:,} docs" if total else "{task.completed:,} docs"
-            ),
+            BarColumn(bar_width=12),
+            _CountColumn(),
             TimeElapsedColumn(),
             _RateColumn(),
             console=self.console,
             transient=False,
         )
+        short = label if len(label) <= LABEL_WIDTH else label[: LABEL_WIDTH - 1] + "…"
         with progress:
-            task = progress.add_task(label, total=total, units=0, unit_name=unit_name)
-            yield Bar(progress, task)
+            task = progress.add_task(short, total=total, units=0, unit_name=unit_name)
+            self._live.append((progress, task))
+            try:
+                yield Bar(progress, task)
+            finally:
+                self._live.remove((progress, task))
+
+    @contextmanager
+    def waiting(self, what: str) -> Iterator[None]:
+        """Say what the work waits for (e.g. "starting Ray"): on the open bars instead of
+        their rates, else as a line."""
+        if not self._live and not self.quiet:
+            self.say(f"{what} ...")
+        for progress, task in self._live:
+            progress.update(task, waiting=what)
+        try:
+            yield
+        finally:
+            for progress, task in self._live:
+                progress.update(task, waiting=None)
 
     def add_row(self, *row: object) -> None:
         self.rows.append(row)

@@ -66,11 +66,17 @@ def data_source(art: Artifact) -> tuple[DataSource, str]:
     return source, str(art.manifest.get("name") or art.key)
 
 
-def run_step(plan: TrainPlan, data: Artifact | None, name: str) -> Step:
+def run_step(plan: TrainPlan, data: Artifact | None, name: str, per_layout: bool = False) -> Step:
+    """The run as a cached step. `per_layout` adds the layout to the key: `pipe sweep` measures
+    layouts, so its TP=2 variant must be a run of its own, not the TP=1 base resumed (which is
+    what `pipe train` wants: the same weights, resharded)."""
     parents = (data,) if data else ()
-    request = Request(
-        train.NAME, train.VERSION, name, plan.identity(), tuple(p.key for p in parents)
-    )
+    config = plan.identity()
+    if per_layout:
+        config["layout"] = {
+            k: getattr(plan, k) for k in ("nnodes", "nproc_per_node", "tp", "pp", "dp")
+        } | {"micro_batch_size": plan.micro_batch_size}
+    request = Request(train.NAME, train.VERSION, name, config, tuple(p.key for p in parents))
     return Step(request, parents, {"plan": plan.as_dict(), "run_key": request.key})
 
 

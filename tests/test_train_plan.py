@@ -106,10 +106,28 @@ def test_parse_value_reads_yaml_scalars() -> None:
 def test_precision_needs_te_for_fp8_and_nvfp4() -> None:
     assert check_precision("bf16", has_te=False) == "bf16_mixed"
     assert check_precision("fp8", has_te=True) == "bf16_with_fp8_current_scaling_mixed"
-    assert check_precision("nvfp4", has_te=True) == "bf16_with_nvfp4_mixed"
-    for precision in ("fp8", "nvfp4"):
+    assert check_precision("fp8-current", has_te=True) == "bf16_with_fp8_current_scaling_mixed"
+    assert check_precision("fp8-delayed", has_te=True) == "bf16_with_fp8_delayed_scaling_mixed"
+    assert check_precision("nvfp4", has_te=True, capability=(10, 0)) == "bf16_with_nvfp4_mixed"
+    for precision in ("fp8", "fp8-current", "fp8-delayed", "nvfp4"):
         with pytest.raises(PlanError, match="needs Transformer Engine"):
             check_precision(precision, has_te=False)
+
+
+def test_nvfp4_is_refused_before_blackwell(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(PlanError, match=r"nvfp4 needs a Blackwell GPU .* this one is 9\.0"):
+        check_precision("nvfp4", has_te=True, capability=(9, 0))
+    # Through the plan, with the capability this machine reports (an H200's) injected.
+    monkeypatch.setattr("training.options.gpu_capability", lambda: (9, 0))
+    te = Installed(True, False, False, False, False)
+    with pytest.raises(PlanError, match="nvfp4 needs a Blackwell GPU"):
+        build_plan(
+            model="tiny", data=DATA, nproc_per_node=1, precision="nvfp4", mock=True, installed=te
+        )
+    fp8 = build_plan(
+        model="tiny", data=DATA, nproc_per_node=1, precision="fp8-delayed", mock=True, installed=te
+    )
+    assert fp8.mixed_precision == "bf16_with_fp8_delayed_scaling_mixed"
 
 
 def test_presets_have_llama_shapes() -> None:
