@@ -73,6 +73,18 @@ _workers_option = click.option(
 )
 
 
+def _ray_address_option(without: str) -> Callable:
+    """--ray-address of the commands that run Ray tasks; `without` says what happens without."""
+    return click.option(
+        "--ray-address",
+        envvar="RAY_ADDRESS",
+        show_envvar=True,
+        default=None,
+        help="Run on this Ray cluster, which pipe joins and leaves running (its nodes share the "
+        f"cache folder); 'local' starts one here. {without}",
+    )
+
+
 def _payload(o: Outcome) -> dict[str, Any]:
     return {
         "artifact": o.key,
@@ -134,7 +146,12 @@ def download(
     quiet: bool,
     dry_run: bool,
 ) -> None:
-    """Fetch each dataset of the blend into Parquet shards (id, text, source columns)."""
+    """Fetch each dataset of the blend into Parquet shards (id, text, source columns).
+
+    Runs in this process, without Ray (it reads files or the hub; no --ray-address): on a
+    cluster, `pipe curate` and `pipe tokenize --ray-address` then read its shards from the
+    shared cache folder.
+    """
     cache = Cache(cache_dir or default_root())
     planner = _planner(blend_path, cache, limit=limit)
     if dry_run:
@@ -149,6 +166,7 @@ def download(
 
 @main.command()
 @_common
+@_ray_address_option("Without it, curate starts a Ray cluster here and stops it at the end.")
 @_workers_option
 @_user_errors
 def curate(
@@ -159,6 +177,7 @@ def curate(
     as_json: bool,
     quiet: bool,
     dry_run: bool,
+    ray_address: str | None,
     workers: int | None,
 ) -> None:
     """Filter and deduplicate the datasets whose blend entry has a "curate" key.
@@ -179,7 +198,7 @@ def curate(
         print_plan(planner, cache, "curate", as_json)
         return
     steps = [planner.curate(ds) for ds in wanted]
-    with Context(Display(quiet=quiet), workers=workers) as ctx:
+    with Context(Display(quiet=quiet), ray_address=ray_address, workers=workers) as ctx:
         outcomes = _run_all(steps, cache, ctx, {"curate"} if force else set())
         summarise(ctx, "curate", outcomes)
     _emit_datasets(outcomes, as_json, with_stats=True)
@@ -198,14 +217,7 @@ def curate(
     help="Tokenization engine: GigaToken where it loads the tokenizer (auto), or Hugging Face "
     "tokenizers (hf). Both give the same tokens.",
 )
-@click.option(
-    "--ray-address",
-    envvar="RAY_ADDRESS",
-    show_envvar=True,
-    default=None,
-    help="Tokenize on this Ray cluster (its nodes share the cache folder); 'local' starts one "
-    "here. Without it, tokenize runs in this process on every core.",
-)
+@_ray_address_option("Without it, tokenize runs in this process on every core.")
 @_workers_option
 @_user_errors
 def tokenize(

@@ -1,19 +1,22 @@
 """Curate stage: one dataset's download shards -> filtered, deduplicated shards (same schema).
 
 Config (what keys it): dataset and its normalised `curate` settings; parent: the download.
-The Curator pipeline itself is in stages/curator.py, imported only when a build runs.
+The Curator pipeline itself is in stages/curator.py, imported only when a build runs. It runs
+on the command's Ray cluster: one started here, or with `--ray-address` one that pipe joins
+(every node is first asked whether it can import what the tasks need, util/nodes.py).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from stages.base import Context
 from util.errors import PipeError
+from util.nodes import check_nodes
 
 NAME = "curate"
 VERSION = 1
@@ -25,7 +28,9 @@ def build(parents: list, config: dict[str, Any], work: Path, ctx: Context) -> di
     (download,) = parents
     name = config["dataset"]
     _quiet_curator_logs()
-    ctx.ray()  # Curator's executor runs on the command's cluster
+    ray = ctx.ray()  # Curator's executor runs on the command's cluster
+    if ctx.ray_address not in (None, "local"):  # joined: its nodes may lack what tasks import
+        check_nodes(ray, _worker_needs())
     from stages import curator  # imports NeMo Curator and Ray: only once the cluster is up
 
     ctx.say(f"curate {name}: {download.manifest['stats']['docs']:,} documents")
@@ -37,6 +42,17 @@ def build(parents: list, config: dict[str, Any], work: Path, ctx: Context) -> di
             f"'curate' filters in {config.get('blend_file', 'the blend file')}"
         )
     return stats
+
+
+def _worker_needs() -> dict[str, str | None]:
+    """What a node must import to run curate tasks: pipe's shipped code and the driver's NeMo
+    Curator version (its filters decide what is kept: one artifact, one set of rules)."""
+    return {
+        "nemo_curator": version("nemo_curator"),
+        "pandas": None,
+        "pyarrow": None,
+        "stages.curator": None,
+    }
 
 
 def rows(name: str, s: dict[str, Any], status: str) -> Iterator[tuple]:
@@ -53,4 +69,3 @@ def _quiet_curator_logs() -> None:
     Its loguru setup (cosmos-xenna's) reads PYTHON_LOG when imported, here and in Ray workers.
     """
     os.environ.setdefault("PYTHON_LOG", "warning")
-    logging.getLogger("ray.data").setLevel(logging.WARNING)

@@ -13,7 +13,10 @@ download stage's shard writer, so tokenize reads curated and raw artifacts alike
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import ray
 from nemo_curator.backends.base import BaseExecutor
 from nemo_curator.backends.ray_data import RayDataExecutor
 from nemo_curator.pipeline import Pipeline
@@ -76,7 +80,12 @@ class ReadRowGroup(ProcessingStage[RowGroupTask, DocumentBatch]):
         df = pf.read_row_group(task.data["row_group"], columns=COLUMNS).to_pandas()
         df[SEQ] = np.arange(task.data["seq"], task.data["seq"] + len(df), dtype=np.int64)
         df[CHARS] = df["text"].str.len().astype(np.int64)
-        meta = {"seq": task.data["seq"], "docs_in": len(df), "chars_in": int(df[CHARS].sum())}
+        meta = {
+            "seq": task.data["seq"],
+            "docs_in": len(df),
+            "chars_in": int(df[CHARS].sum()),
+            "node": ray.get_runtime_context().get_node_id(),  # where it ran: stats "nodes"
+        }
         return DocumentBatch(dataset_name=task.dataset_name, data=df, _metadata=meta)
 
 
@@ -118,7 +127,12 @@ class Spill(ProcessingStage[DocumentBatch, DocumentBatch]):
                 schema=dl.SCHEMA.append(pa.field(SEQ, pa.int64())),
                 preserve_index=False,
             )
-            pq.write_table(table, Path(self.folder) / f"{batch._metadata['seq']:012d}.parquet")
+            # aside, then renamed: a task that dies mid-write (a lost node) leaves no partial
+            # .parquet for the driver to read, and its retry writes the whole file again
+            spilled = Path(self.folder) / f"{batch._metadata['seq']:012d}.parquet"
+            partial = spilled.with_suffix(f".partial-{os.getpid()}")
+            pq.write_table(table, partial)
+            os.replace(partial, spilled)
         small = df[[c for c in (SEQ, CHARS, EXACT, SIGNATURE) if c in df.columns]].copy()
         small[DROP] = ""
         return DocumentBatch(dataset_name=batch.dataset_name, data=small, _metadata=batch._metadata)
@@ -159,7 +173,8 @@ def curate(
     executor: BaseExecutor | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Curate `files` into Parquet shards in `work`; stats say what each step removed.
+    """Curate `files` into Parquet shards in `work`; stats say what each step removed and how
+    many row groups each Ray node curated.
 
     `executor` defaults to Curator's RayDataExecutor on the Ray cluster already connected in
     this process, which the command's context owns (see `SharedClusterExecutor`).
@@ -171,9 +186,12 @@ def curate(
     spill.mkdir(parents=True)
     tasks = plan(files, dataset)
     DataContext.get_current().enable_progress_bars = progress
+    # Importing ray.data set its logger to DEBUG; quiet, not even the "bars disabled" warning.
+    logging.getLogger("ray.data").setLevel(logging.WARNING if progress else logging.ERROR)
     pipeline = Pipeline(name=f"curate-{dataset}", stages=build_stages(config, spill))
     results = pipeline.run(executor=executor or SharedClusterExecutor(), initial_tasks=tasks)
     docs_in = sum(r._metadata["docs_in"] for r in results)
+    nodes = Counter(r._metadata["node"] for r in results)
     chars_in = sum(r._metadata["chars_in"] for r in results)
     removed = {step: [0, 0] for step in describe(config)}
     for r in results:
@@ -204,25 +222,29 @@ def curate(
         "chars": written["chars"],
         "shards": written["shards"],
         "row_groups": len(tasks),
+        "nodes": dict(sorted(nodes.items())),  # row groups per Ray node id
         "removed": [{"step": s, "docs": d, "chars": c} for s, (d, c) in removed.items()],
     }
 
 
 class SharedClusterExecutor(RayDataExecutor):
-    """Curator's Ray Data executor without its closing `ray.shutdown()`: the cluster belongs to
-    the command (pipeline/context.py), which starts it once and stops it once, so curating
-    several datasets and tokenizing on Ray in one command share one cluster."""
+    """Curator's Ray Data executor without its `ray.init()` and closing `ray.shutdown()`: the
+    cluster belongs to the command (pipeline/context.py), which connects once (to one it
+    started or joined) and disconnects once, so curating several datasets and tokenizing on
+    Ray in one command share one cluster. (Curator's second `ray.init` would change nothing
+    but Ray's log level, back to INFO.)"""
 
     def execute(
         self, stages: list[ProcessingStage], initial_tasks: list[Task] | None = None
     ) -> list[Task]:
-        import ray
-
-        shutdown, ray.shutdown = ray.shutdown, lambda *args, **kwargs: None
+        if not ray.is_initialized():
+            raise RuntimeError("SharedClusterExecutor runs on a connected cluster: ctx.ray()")
+        init, shutdown = ray.init, ray.shutdown
+        ray.init = ray.shutdown = lambda *args, **kwargs: None
         try:
             return super().execute(stages, initial_tasks)
         finally:
-            ray.shutdown = shutdown
+            ray.init, ray.shutdown = init, shutdown
 
 
 def _kept(spill: Path, keep: set[int]) -> Iterator[pa.Table]:

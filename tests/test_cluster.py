@@ -1,11 +1,12 @@
-"""`pipe tokenize --ray-address` on a real Ray cluster that pipe joins rather than starts: a head
-and a second raylet started here with `ray start` (one CPU each, own temp dirs: two nodes to
-Ray), pipe run from a third process, as a user runs it.
+"""`pipe tokenize` and `pipe curate` with `--ray-address` on a real Ray cluster that pipe joins
+rather than starts: a head and a second raylet started here with `ray start` (one CPU each, own
+temp dirs: two nodes to Ray), pipe run from a third process, as a user runs it.
 
-The second raylet runs a Python that cannot import pipe, so its chunks prove that pipe ships
-its code (runtime_env py_modules). A third raylet that lacks gigatoken must be refused in one
-line, and the second raylet is SIGKILLed mid-run: Ray retries its chunks on the head and the
-bytes still match an in-process run. The test stops exactly the processes it started.
+The second raylet runs a Python that cannot import pipe, so its chunks and row groups prove
+that pipe ships its code (runtime_env py_modules). A third raylet that lacks gigatoken and NeMo
+Curator must be refused in one line by both commands, and the second raylet is SIGKILLed
+mid-run: Ray retries its chunks on the head and the bytes still match an in-process run. The
+test stops exactly the processes it started.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 from conftest import pipe, write_jsonl
+from curate_corpus import CURATE, write_corpus
 from ray_cluster import Cluster, bare_python
 from reliability import LAYOUT, start
 
@@ -29,6 +32,8 @@ from pipeline.cache import Cache
 # so that both nodes get chunks and a node can be killed while some are in flight.
 DOCS = 2000
 PAUSE = {"PIPE_PAUSE_AT": "tokenize.worker_arrays:0.6"}
+# The planted curate corpus (1,141 documents) in 6 row groups: 6 Curator tasks, over 3 shards.
+CURATE_LAYOUT = {"PIPE_DOCS_PER_SHARD": "400", "PIPE_DOCS_PER_ROW_GROUP": "200"}
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +69,27 @@ def setup(tmp_path_factory: pytest.TempPathFactory, small_tokenizer: Path) -> It
         }
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def curate_blend(setup: dict) -> Path:
+    """A blend of the planted-junk corpus, so that every curate step removes something."""
+    folder = setup["tmp"] / "curate"
+    folder.mkdir()
+    write_corpus(folder / "planted.jsonl")
+    blend = folder / "blend.json"
+    planted = {"name": "planted", "files": "planted.jsonl", "curate": CURATE}
+    blend.write_text(json.dumps({"name": "curated", "datasets": [planted]}))
+    return blend
+
+
+def _curate(setup: dict, blend: Path) -> list[str | Path]:
+    address = setup["cluster"].address
+    return ["curate", "--blend", blend, "--quiet", "--json", "--ray-address", address]
+
+
+def _shards(path: str | Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(Path(path).glob("*.parquet"))}
 
 
 def _tokenize(setup: dict) -> list[str | Path]:
@@ -108,21 +134,51 @@ def test_chunks_run_on_both_nodes_bytes_match_cluster_kept(setup: dict) -> None:
     assert setup["head"].alive() and setup["worker"].alive()
 
 
-def test_node_without_a_dependency_is_refused_in_one_line(setup: dict) -> None:
-    """A raylet whose Python lacks gigatoken: pipe refuses before any chunk, naming the node
-    and what to install there; then that raylet is stopped like `ray stop` does (SIGTERM)."""
-    shim = setup["tmp"] / "shim" / "gigatoken"
-    shim.mkdir(parents=True)
-    (shim / "__init__.py").write_text("raise ModuleNotFoundError('hidden', name='gigatoken')\n")
-    lacking = setup["cluster"].start(python=setup["bare"], env={"PYTHONPATH": str(shim.parent)})
+def test_curate_row_groups_run_on_both_nodes_bytes_match_cluster_kept(
+    setup: dict, curate_blend: Path
+) -> None:
+    """`pipe curate --ray-address`: NeMo Curator's tasks ran on both nodes, the artifact has the
+    key and the shard bytes of a run on a cluster pipe starts itself, and the joined cluster is
+    still up after the command."""
+    args = ["curate", "--blend", curate_blend, "--quiet", "--json"]
+    here = pipe(*args, cache=setup["tmp"] / "k0", env=CURATE_LAYOUT)
+    assert here.code == 0, here.err
+    there = pipe(*_curate(setup, curate_blend), cache=setup["tmp"] / "k1", env=CURATE_LAYOUT)
+    assert there.code == 0, there.err
+    assert there.json["artifact"] == here.json["artifact"]
+    assert _shards(there.json["path"]) == _shards(here.json["path"])
+    stats = there.json["stats"]
+    assert stats["removed"] == here.json["stats"]["removed"]
+    nodes = stats["nodes"]
+    assert set(nodes) == {setup["head"].node_id, setup["worker"].node_id}, nodes
+    assert all(nodes.values()) and sum(nodes.values()) == stats["row_groups"] == 6, nodes
+    (own,) = here.json["stats"]["nodes"]  # the embedded run: one node, not the joined ones
+    assert own not in nodes
+    assert setup["head"].alive() and setup["worker"].alive()
+
+
+def test_node_without_a_dependency_is_refused_in_one_line(setup: dict, curate_blend: Path) -> None:
+    """A raylet whose Python lacks gigatoken and NeMo Curator: tokenize and curate refuse
+    before any task, naming the node and what to install there; then that raylet is stopped
+    like `ray stop` does (SIGTERM)."""
+    shim = setup["tmp"] / "shim"
+    for hidden in ("gigatoken", "nemo_curator"):
+        (shim / hidden).mkdir(parents=True)
+        (shim / hidden / "__init__.py").write_text(
+            f"raise ModuleNotFoundError('hidden', name={hidden!r})\n"
+        )
+    lacking = setup["cluster"].start(python=setup["bare"], env={"PYTHONPATH": str(shim)})
     try:
-        cache = setup["tmp"] / "c2"
-        args = _tokenize(setup)
-        res = pipe(*args, cache=cache, env=LAYOUT)
-        assert res.code == 1, res.err
-        errors = [line for line in res.err.splitlines() if line.startswith("error:")]
-        assert len(errors) == 1 and "Traceback" not in res.err, res.err
-        assert lacking.node_id[:12] in errors[0] and "pip install gigatoken==" in errors[0]
+        for args, fix in [
+            (_tokenize(setup), "pip install gigatoken=="),
+            (_curate(setup, curate_blend), f"pip install nemo_curator=={version('nemo_curator')}"),
+        ]:
+            res = pipe(*args, cache=setup["tmp"] / "c2", env=LAYOUT)
+            assert res.code == 1, res.err
+            errors = [line for line in res.err.splitlines() if line.startswith("error:")]
+            assert len(errors) == 1 and "Traceback" not in res.err, res.err
+            assert lacking.node_id[:12] in errors[0] and fix in errors[0], errors[0]
+            assert "stages." not in errors[0], errors[0]  # the package, not pipe's modules
     finally:
         lacking.signal(signal.SIGTERM)  # the raylet leaves the cluster at once
     deadline = time.monotonic() + 30

@@ -64,15 +64,16 @@ def check_nodes(ray: Any, need: dict[str, str | None]) -> list[dict[str, Any]]:
             if here["modules"][name] is None or (want and here["modules"][name] != want)
         ]
         if bad:
-            shipped = [b for b in bad if b.startswith(("stages", "util"))]
+            # pipe's shipped modules import the packages: name a missing package, not them
+            packages = [b for b in bad if not b.startswith(("stages.", "util."))]
             fix = (
-                "pipe's own code did not reach it (runtime_env py_modules)"
-                if shipped
-                else f"install there: pip install {' '.join(bad)}"
+                f"install there: pip install {' '.join(packages)}"
+                if packages
+                else "pipe's own code did not reach it (runtime_env py_modules)"
             )
             raise PipeError(
                 f"Ray node {describe(node)} cannot run pipe's tasks: its Python "
-                f"({here['python']}) lacks {', '.join(bad)}; {fix}"
+                f"({here['python']}) lacks {', '.join(packages or bad)}; {fix}"
             )
     return nodes
 
