@@ -64,6 +64,7 @@ def test_dry_run_builds_nothing_then_uses_the_cached_counts(corpus, tmp_path: Pa
     budget = plan["token_budget"]
     assert budget["train_tokens"] is None and "not tokenized yet" in budget["unknown"]
     assert budget["train_consumed"] == 20 * 8 * 256 and plan["memory"]["fits"] is True
+    assert "GPU visible here" in plan["memory"]["capacity_source"]  # no --gpu-memory given
     cmd = plan["torchrun"]
     assert "--nproc_per_node=8" in cmd and cmd[-3:-1] == ["-m", "training.entry"]
     assert cmd[-1] == str(Path(plan["run_dir"]) / "plan.json")
