@@ -35,8 +35,9 @@ LOGIT_BYTES = 2 + 4 + 4
 # The first stage's embedding backward makes a dense bf16 gradient with an fp32 accumulator.
 EMBEDDING_GRAD_BYTES = 2 + 4
 # What max_memory_allocated does not count: the caching allocator's slack (reserved/allocated
-# was 1.05-1.08 in the records), and a rough allowance (not measured here) for the CUDA
-# context, cuBLAS/cuDNN workspaces and, with more than one rank, NCCL's buffers.
+# was 1.05-1.08 in the records); the CUDA context with cuBLAS's workspace (0.58 GiB outside
+# torch's pool on an H100 with torch alone; TE and cuDNN add to it); with more than one rank,
+# NCCL's buffers (an allowance, not measured).
 ALLOCATOR_SLACK = 0.08
 CUDA_CONTEXT_GIB = 1.0
 NCCL_GIB = 1.0
@@ -217,9 +218,6 @@ class Capacity:
 
     gib: float
     source: str
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def gpu_capacity(gib: float | None) -> Capacity:
