@@ -121,7 +121,9 @@ def test_epochs_per_dataset_and_warnings() -> None:
     repeat, valid = budget.warnings()
     assert "2.05 epochs of the 100,000" in repeat and "a 2.39x, b 1.54x" in repeat
     assert "each evaluation reads 20,480 tokens, more than the 10,000" in valid
-    # Under one epoch, with a valid split large enough: nothing to warn about.
+    off = _plan("tiny", 1, gpus=1, overrides=["validation.eval_interval=null"])
+    no_eval = token_budget(off, splits)
+    assert (no_eval.evaluations, no_eval.valid_consumed) == (0, 0)
     # Under one epoch, with a valid split large enough: nothing to warn about...
     splits["valid"]["a"]["tokens"] = 50_000
     short = _plan("tiny", 1, gpus=1, overrides=["train.train_iters=30"])

@@ -92,8 +92,10 @@ def token_budget(
     """
     overrides = parse_overrides(plan.overrides)
     default_interval = max(1, min(MAX_EVAL_INTERVAL, plan.train_iters // 2))
-    interval = get_int(overrides, "validation.eval_interval", default_interval)
-    eval_iters = get_int(overrides, "validation.eval_iters", EVAL_ITERS)
+    # `validation.eval_interval=null` (or eval_iters=0) turns evaluation off.
+    off = [o for o in overrides if o.key.startswith("validation.eval_") and o.value == "null"]
+    interval = 0 if off else get_int(overrides, "validation.eval_interval", default_interval)
+    eval_iters = 0 if off else get_int(overrides, "validation.eval_iters", EVAL_ITERS)
     # Megatron sizes the valid dataset for an evaluation every `interval` plus one at the end.
     evaluations = plan.train_iters // interval + 1 if interval > 0 and eval_iters > 0 else 0
     budget = TokenBudget(
