@@ -12,8 +12,10 @@ import click
 
 from pipeline.artifact import Outcome
 from pipeline.cli_common import cache_dir_option, user_errors
+from pipeline.train_preflight import Preflight, budget_for, preflight
 from training.data import BlendFileError
 from training.layout import LayoutError
+from training.memory import gpu_capacity
 from training.overrides import OverrideError, parse_overrides
 from training.plan import (
     PRECISION_RECIPES,
@@ -90,7 +92,11 @@ def _print_plan(plan: TrainPlan, key: str) -> None:
     "need Transformer Engine, nvfp4 also a Blackwell GPU.",
 )
 @click.option("--mock", is_flag=True, help="Train on synthetic data (no --blend).")
-@click.option("--dry-run", is_flag=True, help="Print the plan; launch nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the plan, its token budget and memory estimate; build and launch nothing.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
 @click.option(
     "--nnodes",
@@ -121,6 +127,19 @@ def _print_plan(plan: TrainPlan, key: str) -> None:
     help="Tokenizer for tokenizing the blend (as pipe tokenize); the model uses it.",
 )
 @click.option("--fresh", is_flag=True, help="Discard an unfinished run's checkpoints first.")
+@click.option(
+    "--gpu-memory",
+    type=click.FloatRange(min=1),
+    default=None,
+    metavar="GIB",
+    help="Memory of one GPU for the memory check [default: the smallest GPU visible here, "
+    "else 80].",
+)
+@click.option(
+    "--no-memory-check",
+    is_flag=True,
+    help="Launch even when the memory estimate exceeds the GPUs' (the estimate is +-25%).",
+)
 @cache_dir_option
 @click.option("--quiet", is_flag=True, help="No progress bars or tables.")
 @click.argument("overrides", nargs=-1)
@@ -143,6 +162,8 @@ def train(
     limit: int | None,
     tokenizer: str | None,
     fresh: bool,
+    gpu_memory: float | None,
+    no_memory_check: bool,
     cache_dir: Path | None,
     quiet: bool,
     overrides: tuple[str, ...],
@@ -178,32 +199,56 @@ def train(
     from pipeline.plan import Options
     from pipeline.progress import Display
     from pipeline.run import ensure
-    from pipeline.train import MOCK, data_source, data_step, run, run_step, where_it_runs
+    from pipeline.train import (
+        MOCK,
+        data_source,
+        data_step,
+        planned_data,
+        run,
+        run_step,
+        where_it_runs,
+    )
 
     build_plan(data=MOCK, mock=True, **launch)  # layout, precision, overrides: before any data
     cache = Cache(cache_dir or default_root())
-    with Context(Display(quiet=quiet)) as ctx:
-        data, name, parent = MOCK, "mock", None
+    # What the run will train on, building nothing: the dry run and the memory check need no
+    # tokenized data (a cached blend gives its exact token counts).
+    data, name, built, wanted = MOCK, "mock", None, None
+    if not mock:
+        wanted = data_step(blend_path, cache, Options(limit=limit, tokenizer=tokenizer))
+        data, name, built = planned_data(wanted, cache)
+    plan = build_plan(data=data, mock=mock, **launch)
+    checks = preflight(plan, gpu_capacity(gpu_memory), budget_for(plan, built), launch, data)
+    if dry_run:
         if not mock:
-            parent = ensure(
-                data_step(blend_path, cache, Options(limit=limit, tokenizer=tokenizer)),
-                cache,
-                ctx,
-                force=set(),
-            ).artifact
+            check_tokenizer(data.tokenizer, data.vocab_size, data.eod_id)
+        step = run_step(plan, built or wanted, f"{plan.model}-{name}")
+        _print_dry_run(where_it_runs(step, cache, fresh), step.key, checks, as_json)
+        return
+    if not checks.fits and not no_memory_check:
+        raise PipeError(f"{checks.memory_warning()}; or pass --no-memory-check")
+    with Context(Display(quiet=quiet)) as ctx:
+        parent = None
+        if not mock:
+            parent = ensure(wanted, cache, ctx, force=set()).artifact
             data, name = data_source(parent)
             check_tokenizer(data.tokenizer, data.vocab_size, data.eod_id)
         plan = build_plan(data=data, mock=mock, **launch)
         step = run_step(plan, parent, f"{plan.model}-{name}")
-        if dry_run:
-            placed = where_it_runs(step, cache, fresh)
-            if as_json:
-                click.echo(json.dumps(placed.as_dict() | {"run_key": step.key, "dry_run": True}))
-            else:
-                _print_plan(placed, step.key)
-            return
         outcome = run(step, cache, ctx, fresh)
     _print_outcome(outcome, plan, as_json)
+
+
+def _print_dry_run(plan: TrainPlan, key: str, checks: Preflight, as_json: bool) -> None:
+    if as_json:
+        extra = {"run_key": key, "dry_run": True}
+        click.echo(json.dumps(plan.as_dict() | checks.as_dict() | extra))
+        return
+    _print_plan(plan, key)
+    for k, v in checks.rows().items():
+        click.echo(f"{k:>10}: {v}")
+    for warning in checks.warnings():
+        click.echo(f"warning: {warning}")
 
 
 def _print_outcome(o: Outcome, plan: TrainPlan, as_json: bool) -> None:

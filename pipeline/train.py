@@ -17,6 +17,7 @@ from pipeline.fingerprint import HashMemo
 from pipeline.plan import Options, Planner, Step
 from pipeline.run import ensure
 from stages import megatron_blend, train
+from stages.encoder import tokenizer_facts
 from training.data import check_blend_json
 from training.plan import DataSource, TrainPlan, place
 from util.errors import PipeError
@@ -66,7 +67,30 @@ def data_source(art: Artifact) -> tuple[DataSource, str]:
     return source, str(art.manifest.get("name") or art.key)
 
 
-def run_step(plan: TrainPlan, data: Artifact | None, name: str, per_layout: bool = False) -> Step:
+def planned_data(wanted: Step | Artifact, cache: Cache) -> tuple[DataSource, str, Artifact | None]:
+    """The data a run will train on, building nothing (for --dry-run and the memory check).
+
+    The cached megatron blend when it is there; else what its step will make: the tokenizer's
+    own vocabulary and EOD, and the artifact key and blend.json path the build will give.
+    """
+    art = wanted if isinstance(wanted, Artifact) else cache.usable(wanted.stage, wanted.key)
+    if art is not None:
+        return (*data_source(art), art)
+    where = wanted.parents[0].runtime["tokenizer"]
+    facts = tokenizer_facts(where)
+    source = DataSource(
+        blend_json=str(cache.path_of(wanted.stage, wanted.key) / megatron_blend.BLEND_JSON),
+        tokenizer=where,
+        vocab_size=facts["vocab_size"],
+        eod_id=facts["eod_id"],
+        artifact=wanted.key,
+    )
+    return source, wanted.name, None
+
+
+def run_step(
+    plan: TrainPlan, data: Step | Artifact | None, name: str, per_layout: bool = False
+) -> Step:
     """The run as a cached step. `per_layout` adds the layout to the key: `pipe sweep` measures
     layouts, so its TP=2 variant must be a run of its own, not the TP=1 base resumed (which is
     what `pipe train` wants: the same weights, resharded)."""

@@ -33,7 +33,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory):
     return _selfmade_corpus(tmp_path_factory.mktemp("train-corpus"))
 
 
-def test_dry_run_tokenizes_through_the_cache_and_prints_the_plan(corpus, tmp_path: Path) -> None:
+def test_dry_run_builds_nothing_then_uses_the_cached_counts(corpus, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     args = (
         "train",
@@ -58,21 +58,38 @@ def test_dry_run_tokenizes_through_the_cache_and_prints_the_plan(corpus, tmp_pat
     assert plan["model"] == "tiny" and plan["precision"] == "bf16" and plan["train_iters"] == 20
     assert plan["tokenizer"] == str(corpus.tokenizer.resolve())
     assert (plan["vocab_size"], plan["eod_id"]) == (600, 2)
-    blend_json = Path(plan["blend_json"])
-    assert blend_json.is_file() and blend_json.parent.parent.name == "megatron_blend"
-    art = Cache(cache).get("megatron_blend", plan["data_artifact"])
-    assert art is not None and art.path / "blend.json" == blend_json  # lineage
+    # A dry run builds nothing: no data artifact, no run folder; the budget says why it is open.
+    assert not [p for p in cache.glob("*") if not p.name.startswith(".")]
+    assert not Path(plan["blend_json"]).exists() and not Path(plan["run_dir"]).exists()
+    budget = plan["token_budget"]
+    assert budget["train_tokens"] is None and "not tokenized yet" in budget["unknown"]
+    assert budget["train_consumed"] == 20 * 8 * 256 and plan["memory"]["fits"] is True
+    assert "GPU visible here" in plan["memory"]["capacity_source"]  # no --gpu-memory given
     cmd = plan["torchrun"]
     assert "--nproc_per_node=8" in cmd and cmd[-3:-1] == ["-m", "training.entry"]
     assert cmd[-1] == str(Path(plan["run_dir"]) / "plan.json")
-    assert not Path(plan["run_dir"]).exists()  # a dry run launches and writes nothing
+
+    made = pipe("tokenize", "--blend", corpus.blend, "--limit", "300", "--json", cache=cache)
+    assert made.code == 0, made.err
+    again = pipe(*args, cache=cache)
+    assert again.code == 0, again.err
+    # The same run as planned before the data existed: same key, blend.json where it said.
+    assert again.json["run_key"] == plan["run_key"]
+    blend_json = Path(again.json["blend_json"])
+    assert blend_json == Path(plan["blend_json"]) and blend_json.is_file()
+    art = Cache(cache).get("megatron_blend", plan["data_artifact"])
+    assert art is not None and art.path / "blend.json" == blend_json  # lineage
+    stats = art.manifest["stats"]
+    budget = again.json["token_budget"]
+    train_tokens = sum(d["tokens"] for d in stats["train"].values())
+    assert budget["unknown"] is None and budget["train_tokens"] == train_tokens > 0
+    assert budget["valid_tokens"] == sum(d["tokens"] for d in stats["valid"].values())
+    assert budget["epochs"] == pytest.approx(20 * 8 * 256 / train_tokens)
+    assert [d["name"] for d in budget["datasets"]] == ["alpha", "beta"]
     # The real tokenize output reaches Megatron's reader: two datasets weighted 0.7/0.3.
     train, valid, test = blend_per_split(blend_json)
     assert train[1] == [0.7, 0.3] and len(train[0]) == 2
     assert valid is not None
-    # The same command again reuses the data artifact and plans the same run.
-    again = pipe(*args, cache=cache)
-    assert again.code == 0 and again.json["run_key"] == plan["run_key"]
     # Pointing --blend at the artifact's blend.json gives the same plan without planning.
     direct = pipe(
         "train",
@@ -89,6 +106,7 @@ def test_dry_run_tokenizes_through_the_cache_and_prints_the_plan(corpus, tmp_pat
     )
     assert direct.code == 0, direct.err
     assert direct.json["run_key"] == plan["run_key"]
+    assert direct.json["token_budget"]["train_tokens"] == train_tokens
 
 
 @pytest.fixture
