@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,7 +13,27 @@ from pipeline.cli_common import cache_dir_option, make_planner, user_errors
 from util.errors import PipeError
 from util.files import atomic_write_text
 
+if TYPE_CHECKING:
+    from pipeline.lineage import Lineage
+
 _user_errors = user_errors()
+
+
+def write_report(lin: Lineage, output: Path) -> str:
+    """Render the lineage's page and write it whole (or not at all) to `output`; returns the
+    page. `pipe report` and `pipe run --report` both write through here."""
+    from pipeline.report_page import render
+
+    page = render(lin)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output, page)
+    return page
+
+
+def missing_note(lin: Lineage) -> str | None:
+    """The line naming what the page could not show because it is not built yet."""
+    missing = [f"{n.stage} {n.name}" for n in lin.missing]
+    return f"not built yet: {', '.join(missing)} (pipe tokenize builds them)" if missing else None
 
 
 @click.command("report")
@@ -60,7 +81,6 @@ def report(
     """
     from pipeline import lineage
     from pipeline.fingerprint import HashMemo
-    from pipeline.report_page import render
 
     if bool(blend_path) == bool(keys):
         raise PipeError("name what to report on: --blend FILE, or one or more artifact KEYs")
@@ -73,10 +93,7 @@ def report(
         if limit or tokenizer:
             raise PipeError("--limit/--tokenizer select a blend file's artifacts; use --blend")
         lin = lineage.from_keys(keys, cache)
-    page = render(lin)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(output, page)
-    missing = [f"{n.stage} {n.name}" for n in lin.missing]
+    page = write_report(lin, output)
     if as_json:
         payload = {
             "report": str(output.resolve()),
@@ -85,12 +102,12 @@ def report(
                 {"stage": n.stage, "name": n.name, "key": n.key, "built": n.artifact is not None}
                 for n in lin.nodes
             ],
-            "missing": missing,
+            "missing": [f"{n.stage} {n.name}" for n in lin.missing],
             "runs": [{"run": r.key, "label": r.label, "status": r.status} for r in lin.runs],
             "plots": page.count("<img class='plot'"),
         }
         click.echo(json.dumps(payload))
         return
-    if missing:
-        click.echo(f"not built yet: {', '.join(missing)} (pipe tokenize builds them)", err=True)
+    if note := missing_note(lin):
+        click.echo(note, err=True)
     click.echo(f"report: {output.resolve()} ({len(lin.nodes)} artifacts, {len(lin.runs)} runs)")

@@ -79,6 +79,14 @@ def print_plan(
     show_default=True,
     help="Training precision (--until train).",
 )
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="At the end, write the blend's HTML report here (as `pipe report --blend`) and "
+    "print its path last.",
+)
 @cache_dir_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object as the last stdout line.")
 @click.option("--quiet", is_flag=True, help="No progress bars or tables.")
@@ -108,6 +116,7 @@ def _run(
     engine: str,
     workers: int | None,
     ray_address: str | None,
+    report_path: Path | None,
     cache_dir: Path | None,
     as_json: bool,
     quiet: bool,
@@ -126,6 +135,8 @@ def _run(
     memo = HashMemo(cache.root / ".hashes.json")
     planner = make_planner(blend_path, memo, limit=limit, tokenizer=tokenizer, engine=engine)
     if dry_run:
+        if report_path:
+            raise PipeError("--dry-run builds nothing to report on; drop --report (or --dry-run)")
         print_plan(planner, cache, until, as_json, train)
         return
     launch = train.launch() if train else None  # a bad layout or override fails before data
@@ -145,7 +156,8 @@ def _run(
         outcomes = list(ctx.outcomes.values())
         note = tokenizer_note(planner) if until in ("tokenize", "train") else None
         _lineage_table(display, outcomes, note)
-    _emit(outcomes, as_json, note)
+    report = _report(planner, cache, report_path, display) if report_path else None
+    _emit(outcomes, as_json, note, report)
 
 
 def _given(click_ctx: click.Context, name: str) -> bool:
@@ -201,7 +213,21 @@ def _lineage_table(display: Display, outcomes: list[Outcome], note: str | None) 
         display.say(f"note: {note}")
 
 
-def _emit(outcomes: list[Outcome], as_json: bool, note: str | None) -> None:
+def _report(planner: Planner, cache: Cache, output: Path, display: Display) -> Path:
+    """The blend's HTML report, written as `pipe report --blend` writes it."""
+    from pipeline.cli_report import missing_note, write_report
+    from pipeline.lineage import from_planner
+
+    lin = from_planner(planner, cache)
+    write_report(lin, output)
+    if (note := missing_note(lin)) and not display.quiet:
+        display.say(note)
+    return output.resolve()
+
+
+def _emit(
+    outcomes: list[Outcome], as_json: bool, note: str | None, report: Path | None
+) -> None:
     rows = [
         {
             "stage": o.stage,
@@ -216,8 +242,11 @@ def _emit(outcomes: list[Outcome], as_json: bool, note: str | None) -> None:
     if as_json:
         last = rows[-1]
         payload = last | {"artifacts": rows, "reused": all(r["reused"] for r in rows)}
-        click.echo(json.dumps(payload | ({"note": note} if note else {})))
+        payload |= ({"note": note} if note else {}) | ({"report": str(report)} if report else {})
+        click.echo(json.dumps(payload))
         return
     for r in rows[-1:]:
         state = "reused from cache" if r["reused"] else "built"
         click.echo(f"{r['stage']} {r['artifact']} ({state}): {r['path']}")
+    if report:
+        click.echo(f"report: {report}")

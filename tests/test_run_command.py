@@ -40,9 +40,10 @@ def ran(small_tokenizer: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     blend, cache = small_blend(folder, small_tokenizer), folder / "cache"
     first = pipe("run", "--blend", blend, "--json", cache=cache)
     assert first.code == 0, first.err
-    second = pipe("run", "--blend", blend, "--json", cache=cache)
+    report = folder / "out" / "report.html"
+    second = pipe("run", "--blend", blend, "--json", "--report", report, cache=cache)
     assert second.code == 0, second.err
-    return {"blend": blend, "cache": cache, "first": first, "second": second}
+    return {"blend": blend, "cache": cache, "first": first, "second": second, "report": report}
 
 
 def test_run_builds_every_stage_in_order_with_lineage(ran: dict) -> None:
@@ -66,6 +67,23 @@ def test_second_run_reuses_everything_and_says_so(ran: dict) -> None:
         a["artifact"] for a in ran["first"].json["artifacts"]
     ]
     assert second.err.count("reused from the cache") == 5
+
+
+def test_report_is_written_at_the_end_and_named_last(
+    ran: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--json names the page; the human output ends with `report: <absolute path>`."""
+    assert ran["second"].json["report"] == str(ran["report"].resolve())
+    page = ran["report"].read_text()
+    keys = {a["stage"]: a["artifact"] for a in ran["second"].json["artifacts"]}
+    assert "<h2>Document lengths</h2>" in page and keys["megatron_blend"] in page
+    assert "not built yet" not in ran["second"].err
+    monkeypatch.chdir(tmp_path)  # a relative --report is resolved against the working folder
+    args = ["run", "--blend", str(ran["blend"]), "--cache-dir", str(ran["cache"]), "--quiet"]
+    result = CliRunner().invoke(main, [*args, "--report", "r.html"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == f"report: {tmp_path / 'r.html'}"
+    assert "<h2>Lineage</h2>" in (tmp_path / "r.html").read_text()
 
 
 def test_full_cache_starts_no_ray_and_imports_nothing_heavy(ran: dict) -> None:
@@ -102,6 +120,7 @@ def test_until_download_builds_only_downloads(small_tokenizer: Path, tmp_path: P
         (["--model", "tiny"], "--model applies to training; add --until train"),
         (["k.x=1"], "KEY=VALUE overrides apply to training"),
         (["--until", "train", "train.train_itres=10"], "did you mean 'train_iters'"),
+        (["--dry-run", "--report", "r.html"], "drop --report"),
     ],
 )
 def test_refusals_are_one_line_before_any_work(
