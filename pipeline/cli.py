@@ -14,6 +14,7 @@ from pipeline.cache import Cache, default_root
 from pipeline.cli_common import cache_dir_option, make_planner, user_errors
 from pipeline.cli_run import print_plan
 from pipeline.context import Context
+from pipeline.dry_run import tokenizer_note
 from pipeline.fingerprint import HashMemo
 from pipeline.plan import Planner, Step
 from pipeline.progress import Display
@@ -253,10 +254,16 @@ def tokenize(
         outcome = ensure(blend_step, cache, ctx, force_stages)
         tokens = [ctx.outcomes.get(s.key) or ensure(s, cache, ctx, set()) for s in token_steps]
         summarise(ctx, "tokenize", tokens)
-    payload = _payload(outcome) | {
-        "blend_json": str(outcome.path / BLEND_JSON),
-        "reused": all(o.reused for o in [*tokens, outcome]),
-    }
+        if (note := tokenizer_note(planner)) and not quiet:
+            ctx.say(f"note: {note}")
+    payload = (
+        _payload(outcome)
+        | {
+            "blend_json": str(outcome.path / BLEND_JSON),
+            "reused": all(o.reused for o in [*tokens, outcome]),
+        }
+        | ({"note": note} if note else {})
+    )
     _emit(payload, as_json)
     if not as_json:
         click.echo(f"blend.json: {payload['blend_json']}")

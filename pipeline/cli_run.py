@@ -22,7 +22,16 @@ from pipeline.run_train import TrainArgs
 from util.errors import PipeError
 
 STAGE_ORDER = ("download", "curate", "tokenize", "megatron_blend", "train")
-TRAIN_OPTIONS = ("model", "nproc_per_node", "tp", "pp", "precision", "overrides")
+TRAIN_OPTIONS = (
+    "model",
+    "nproc_per_node",
+    "tp",
+    "pp",
+    "precision",
+    "gpu_memory",
+    "no_memory_check",
+    "overrides",
+)
 
 
 def print_plan(
@@ -78,6 +87,19 @@ def print_plan(
     default="bf16",
     show_default=True,
     help="Training precision (--until train).",
+)
+@click.option(
+    "--gpu-memory",
+    type=click.FloatRange(min=1),
+    default=None,
+    metavar="GIB",
+    help="Memory of one GPU for the memory check (--until train) [default: the smallest GPU "
+    "visible here, else 80].",
+)
+@click.option(
+    "--no-memory-check",
+    is_flag=True,
+    help="Launch even when the memory estimate exceeds the GPUs' (--until train).",
 )
 @click.option(
     "--report",
@@ -139,7 +161,10 @@ def _run(
             raise PipeError("--dry-run builds nothing to report on; drop --report (or --dry-run)")
         print_plan(planner, cache, until, as_json, train)
         return
-    launch = train.launch() if train else None  # a bad layout or override fails before data
+    if train:  # a bad layout or override, or a plan that cannot fit, fails before any data
+        from pipeline.run_train import planned_run
+
+        planned_run(train, planner.megatron_blend()[0], cache, refuse=not train.no_memory_check)
     finals = _finals(planner, until)
     display = Display(quiet=quiet)
     with Context(display, ray_address=ray_address, workers=workers) as ctx:
@@ -148,11 +173,11 @@ def _run(
             if not quiet:
                 state = "reused from the cache" if outcome.reused else "built"
                 ctx.say(f"{step.stage} {step.name}: {state} ({step.key})")
-        if launch is not None:
-            from pipeline.run_train import train_on
+        if train:
+            from pipeline.train import train_on
 
             blend = ctx.outcomes[finals[0].key].artifact
-            train_on(launch, blend, cache, ctx)
+            train_on(train.launch(), blend, cache, ctx)
         outcomes = list(ctx.outcomes.values())
         note = tokenizer_note(planner) if until in ("tokenize", "train") else None
         _lineage_table(display, outcomes, note)
@@ -225,9 +250,7 @@ def _report(planner: Planner, cache: Cache, output: Path, display: Display) -> P
     return output.resolve()
 
 
-def _emit(
-    outcomes: list[Outcome], as_json: bool, note: str | None, report: Path | None
-) -> None:
+def _emit(outcomes: list[Outcome], as_json: bool, note: str | None, report: Path | None) -> None:
     rows = [
         {
             "stage": o.stage,

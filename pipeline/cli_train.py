@@ -12,10 +12,9 @@ import click
 
 from pipeline.artifact import Outcome
 from pipeline.cli_common import cache_dir_option, user_errors
-from pipeline.train_preflight import Preflight, budget_for, preflight
+from pipeline.train_preflight import Preflight, budget_for, check_launch, sample_estimate
 from training.data import BlendFileError
 from training.layout import LayoutError
-from training.memory import gpu_capacity
 from training.overrides import OverrideError, parse_overrides
 from training.plan import (
     PRECISION_RECIPES,
@@ -201,41 +200,38 @@ def train(
     from pipeline.run import ensure
     from pipeline.train import (
         MOCK,
-        data_source,
+        blend_planner,
         data_step,
         planned_data,
-        run,
         run_step,
+        train_on,
         where_it_runs,
     )
 
     build_plan(data=MOCK, mock=True, **launch)  # layout, precision, overrides: before any data
     cache = Cache(cache_dir or default_root())
     # What the run will train on, building nothing: the dry run and the memory check need no
-    # tokenized data (a cached blend gives its exact token counts).
-    data, name, built, wanted = MOCK, "mock", None, None
+    # tokenized data (a cached blend gives its exact token counts, else a sample estimates them).
+    data, name, built, wanted, estimate = MOCK, "mock", None, None, None
     if not mock:
-        wanted = data_step(blend_path, cache, Options(limit=limit, tokenizer=tokenizer))
+        opts = Options(limit=limit, tokenizer=tokenizer)
+        wanted = data_step(blend_path, cache, opts)
         data, name, built = planned_data(wanted, cache)
+        if dry_run and built is None:
+            estimate = sample_estimate(blend_planner(blend_path, cache, opts), cache)
     plan = build_plan(data=data, mock=mock, **launch)
-    checks = preflight(plan, gpu_capacity(gpu_memory), budget_for(plan, built), launch, data)
+    budget = budget_for(plan, built, estimate)
+    refuse = not dry_run and not no_memory_check
+    checks = check_launch(plan, launch, data, budget, gpu_memory, refuse)
     if dry_run:
         if not mock:
             check_tokenizer(data.tokenizer, data.vocab_size, data.eod_id)
         step = run_step(plan, built or wanted, f"{plan.model}-{name}")
         _print_dry_run(where_it_runs(step, cache, fresh), step.key, checks, as_json)
         return
-    if not checks.fits and not no_memory_check:
-        raise PipeError(f"{checks.memory_warning()}; or pass --no-memory-check")
     with Context(Display(quiet=quiet)) as ctx:
-        parent = None
-        if not mock:
-            parent = ensure(wanted, cache, ctx, force=set()).artifact
-            data, name = data_source(parent)
-            check_tokenizer(data.tokenizer, data.vocab_size, data.eod_id)
-        plan = build_plan(data=data, mock=mock, **launch)
-        step = run_step(plan, parent, f"{plan.model}-{name}")
-        outcome = run(step, cache, ctx, fresh)
+        parent = None if mock else ensure(wanted, cache, ctx, force=set()).artifact
+        plan, outcome = train_on(launch, parent, cache, ctx, fresh)
     _print_outcome(outcome, plan, as_json)
 
 

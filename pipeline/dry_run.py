@@ -54,7 +54,7 @@ def make_plan(planner: Planner, cache: Cache, until: str, train: Any = None) -> 
         blend, _ = planner.megatron_blend()
         plan["artifacts"].append(_state(blend, cache))
         if until == "train":
-            plan["artifacts"].append(_train(train, blend, tok, cache))
+            plan["artifacts"].append(_train(train, blend, cache, planner, datasets))
     arts = [a for d in datasets for a in d["artifacts"]] + plan["artifacts"]
     build = [a for a in arts if not a["cached"]]
     plan["to_build"] = len(build)
@@ -195,10 +195,16 @@ def _parquet_bytes_per_char(sample: Sample) -> float:
     return buf.getvalue().size / max(1, sample.sample_chars)
 
 
-def _train(train: Any, blend: Step, tok: dict, cache: Cache) -> dict[str, Any]:
+def _train(
+    train: Any, blend: Step, cache: Cache, planner: Planner, datasets: list[dict]
+) -> dict[str, Any]:
+    """The run `pipe train` would launch, with its memory and token budget (pipe train's
+    preflight; split sizes from the datasets' estimates until the blend is built)."""
     from pipeline.run_train import planned_run
+    from pipeline.train_preflight import estimated_splits
 
-    step, placed = planned_run(train.launch(), blend, tok, cache)
+    estimate = estimated_splits(planner, datasets)
+    step, placed, checks = planned_run(train, blend, cache, estimate)
     return _state(step, cache) | {
         "model": placed.model,
         "layout": f"{placed.nnodes} node(s) x {placed.nproc_per_node} GPU(s): TP={placed.tp} "
@@ -206,6 +212,8 @@ def _train(train: Any, blend: Step, tok: dict, cache: Cache) -> dict[str, Any]:
         "train_iters": placed.train_iters,
         "run_dir": placed.run_dir,
         "torchrun": " ".join(placed.torchrun),
+        "preflight": checks.as_dict(),
+        "checks": checks.rows(),
     }
 
 
@@ -232,6 +240,8 @@ def render(plan: dict[str, Any]) -> list[str]:
         if art["stage"] == "train":
             lines.append(f"  {art['model']}, {art['layout']}, {art['train_iters']:,} iterations")
             lines.append(f"  run dir {art['run_dir']}")
+            lines += [f"  {k:<7} {v}" for k, v in art["checks"].items()]
+            lines += [f"warning: {w}" for w in art["preflight"]["warnings"]]
     lines.append(
         f"to build: {plan['to_build']} artifact(s), about {_mb(plan['disk_bytes'])} of disk "
         f"for data (an estimate; checkpoints not counted)"

@@ -1,5 +1,6 @@
-"""The train end of `pipe run`: the same plan, run step and launch as `pipe train`
-(pipeline/train.py, training/plan.py), fed by the megatron blend `pipe run` ensured.
+"""The train end of `pipe run`: the same plan, checks, run step and launch as `pipe train`
+(pipeline/train.py, pipeline/train_preflight.py, training/plan.py), fed by the megatron blend
+`pipe run` ensured.
 
 Imports training/ only when called, so `pipe run --until tokenize` never loads it.
 """
@@ -7,13 +8,13 @@ Imports training/ only when called, so `pipe run --until tokenize` never loads i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipeline.artifact import Artifact, Outcome
 from pipeline.cache import Cache
-from pipeline.context import Context
 from pipeline.plan import Step
-from stages import megatron_blend
+
+if TYPE_CHECKING:
+    from pipeline.train_preflight import Preflight, SplitEstimate
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class TrainArgs:
     pp: int = 1
     precision: str = "bf16"
     overrides: tuple[str, ...] = ()
+    gpu_memory: float | None = None
+    no_memory_check: bool = False
 
     def launch(self) -> dict[str, Any]:
         """build_plan's launch arguments, checked before any data work (as `pipe train`):
@@ -58,35 +61,24 @@ def train_errors() -> tuple[type[Exception], ...]:
 
 
 def planned_run(
-    launch: dict[str, Any], blend: Step, facts: dict[str, Any], cache: Cache
-) -> tuple[Step, Any]:
-    """The run step and its placed plan for a megatron blend not built yet (--dry-run): the
-    data side as it will be once built (its folder in the cache, the tokenizer's facts), so
-    the run key is the one a real run gets."""
-    from pipeline.train import run_step, where_it_runs
-    from training.plan import DataSource, build_plan
-
-    folder = cache.path_of(megatron_blend.NAME, blend.key)
-    data = DataSource(
-        blend_json=str(folder / megatron_blend.BLEND_JSON),
-        tokenizer=facts["path"],
-        vocab_size=int(facts["vocab_size"]),
-        eod_id=int(facts["eod_id"]),
-        artifact=blend.key,
-    )
-    plan = build_plan(data=data, **launch)
-    parent = Artifact(blend.key, megatron_blend.NAME, folder, {})
-    step = run_step(plan, parent, f"{plan.model}-{blend.name}")
-    return step, where_it_runs(step, cache, fresh=False)
-
-
-def train_on(launch: dict[str, Any], blend: Artifact, cache: Cache, ctx: Context) -> Outcome:
-    """Train on a published megatron blend, exactly as `pipe train --blend` does."""
-    from pipeline.train import data_source, run, run_step
+    train: TrainArgs,
+    blend: Step,
+    cache: Cache,
+    estimate: SplitEstimate | None = None,
+    refuse: bool = False,
+) -> tuple[Step, Any, Preflight]:
+    """The run step, its placed plan and its preflight (pipe train's), the data as it will be
+    once built, so the run key is the one a real run gets; the token budget on the built
+    blend's counts, else on `estimate`. `refuse`: a plan that cannot fit raises (the real run's
+    check before any data is built)."""
+    from pipeline.train import planned_data, run_step, where_it_runs
+    from pipeline.train_preflight import budget_for, check_launch
     from training.plan import build_plan
-    from training.tokenizer_check import check_tokenizer
 
-    data, name = data_source(blend)
-    check_tokenizer(data.tokenizer, data.vocab_size, data.eod_id)
+    launch = train.launch()
+    data, name, built = planned_data(blend, cache)
     plan = build_plan(data=data, **launch)
-    return run(run_step(plan, blend, f"{plan.model}-{name}"), cache, ctx, fresh=False)
+    budget = budget_for(plan, built, estimate)
+    checks = check_launch(plan, launch, data, budget, train.gpu_memory, refuse)
+    step = run_step(plan, built or blend, f"{plan.model}-{name}")
+    return step, where_it_runs(step, cache, fresh=False), checks

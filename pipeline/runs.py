@@ -8,7 +8,6 @@ or from the sweep that ran it, so comparisons show it instead of dropping it.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from pipeline.artifact import MANIFEST
 from pipeline.cache import Cache
 from pipeline.housekeeping import is_locked
 from stages import train
-from training.launch import LOGS
+from training.launch import failure_in_log
 from training.plan import PLAN_FILE
 from training.record import RECORD_FILE
 from util.errors import PipeError
@@ -25,11 +24,6 @@ from util.files import read_json
 
 SWEEPS = "sweeps"
 CHECKPOINTS = "checkpoints"
-# A launch failed when its log holds a traceback (or torchrun's ChildFailedError); the last line
-# naming an exception is the reason, torchrun's own summary only when no rank said more.
-_FAILED = ("Traceback (most recent call last)", "ChildFailedError")
-_ERROR_LINE = re.compile(r"\b[\w.]*(Error|Exception)\b:")
-_WRAPPER = "ChildFailedError"
 
 
 @dataclass(frozen=True)
@@ -187,16 +181,3 @@ def _work_status(
     done = ((record or {}).get("summary") or {}).get("iterations", 0)
     target = plan.get("train_iters", "?")
     return "unfinished", f"stopped at iteration {done} of {target}; run it again to resume"
-
-
-def failure_in_log(folder: Path) -> str | None:
-    """The error line of the run's last launch log, if that launch ended in one."""
-    logs = sorted((folder / LOGS).glob("launch-*.log"), key=lambda p: int(p.stem.split("-")[1]))
-    if not logs:
-        return None
-    lines = logs[-1].read_text(encoding="utf-8", errors="replace").splitlines()[-400:]
-    if not any(marker in line for line in lines for marker in _FAILED):
-        return None
-    errors = [line.strip() for line in lines if _ERROR_LINE.search(line)]
-    named = [e for e in errors if _WRAPPER not in e]
-    return (named or errors or [f"see {logs[-1]}"])[-1][:300]

@@ -9,22 +9,18 @@ record of what finished.
 
 from __future__ import annotations
 
-import re
-import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pipeline.cache import Cache
 from pipeline.sweep_file import Sweep, Variant
-from training.launch import LOGS
+from training.launch import failure_in_log, last_log
 from training.record import RECORD_FILE
 from util.files import atomic_write_json, read_json
 
 RECORDS = "sweeps"
 DONE, FAILED, REUSED = "done", "failed", "reused"
-_OOM = re.compile(r"out of memory|OutOfMemoryError", re.IGNORECASE)
-_ERROR = re.compile(r"\b\w+(Error|Exception): ")
 
 
 def record_path(cache: Cache, name: str) -> Path:
@@ -48,18 +44,14 @@ def entry(
 
 
 def failure_reason(message: str, work: Path) -> str:
-    """Why a launch failed, from its last log: out of memory first, else the last error line
-    (not torchrun's ChildFailedError, which only says that a rank failed)."""
+    """Why a launch failed: the error its last log names (training/launch.py), then what
+    the train stage said (exit code), then where the log is."""
     what = message.split(";")[0]
-    logs = sorted((work / LOGS).glob("launch-*.log"), key=lambda p: int(p.stem.split("-")[-1]))
-    if not logs:
+    log = last_log(work)
+    if log is None:
         return what
-    lines = logs[-1].read_text(encoding="utf-8", errors="replace").splitlines()
-    oom = [line for line in lines if _OOM.search(line)]
-    errors = [line for line in lines if _ERROR.search(line) and "ChildFailedError" not in line]
-    cause = f"out of memory: {oom[-1]}" if oom else (errors[-1] if errors else "")
-    cause = textwrap.shorten(cause, 200, placeholder=" ...")
-    return f"{cause + '; ' if cause else ''}{what} (log: {logs[-1]})"
+    cause = failure_in_log(work)
+    return f"{cause + '; ' if cause else ''}{what} (log: {log})"
 
 
 def previous_entries(cache: Cache, name: str) -> dict[str, dict]:

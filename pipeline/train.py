@@ -16,10 +16,12 @@ from pipeline.context import Context
 from pipeline.fingerprint import HashMemo
 from pipeline.plan import Options, Planner, Step
 from pipeline.run import ensure
+from pipeline.train_preflight import budget_for
 from stages import megatron_blend, train
 from stages.encoder import tokenizer_facts
 from training.data import check_blend_json
-from training.plan import DataSource, TrainPlan, place
+from training.plan import DataSource, TrainPlan, build_plan, place
+from training.tokenizer_check import check_tokenizer
 from util.errors import PipeError
 
 MOCK_VOCAB = 131072
@@ -48,8 +50,11 @@ def data_step(blend_path: Path, cache: Cache, opts: Options) -> Step | Artifact:
                 f"{blend_path} is already tokenized; --tokenizer/--limit apply to blend files only"
             )
         return art
-    planner = Planner(load_blend(blend_path), opts, HashMemo(cache.root / ".hashes.json"))
-    return planner.megatron_blend()[0]
+    return blend_planner(blend_path, cache, opts).megatron_blend()[0]
+
+
+def blend_planner(blend_path: Path, cache: Cache, opts: Options) -> Planner:
+    return Planner(load_blend(blend_path), opts, HashMemo(cache.root / ".hashes.json"))
 
 
 def data_source(art: Artifact) -> tuple[DataSource, str]:
@@ -118,3 +123,18 @@ def run(step: Step, cache: Cache, ctx: Context, fresh: bool) -> Outcome:
         train.follow(step.runtime["plan"], work, step.key)
         return Outcome(train.NAME, step.key, work, {}, False, None)
     return ensure(step, cache, ctx, force={train.NAME} if fresh else set())
+
+
+def train_on(
+    launch: dict, blend: Artifact | None, cache: Cache, ctx: Context, fresh: bool = False
+) -> tuple[TrainPlan, Outcome]:
+    """Train on a published megatron blend (None: synthetic data), as `pipe train` and `pipe
+    run --until train` both do: the tokenizer checked against the data, the token budget's
+    warnings said on the real counts, then the run."""
+    data, name = data_source(blend) if blend else (MOCK, "mock")
+    if blend is not None:
+        check_tokenizer(data.tokenizer, data.vocab_size, data.eod_id)
+    plan = build_plan(data=data, mock=blend is None, **launch)
+    for warning in budget_for(plan, blend).warnings():
+        ctx.say(f"warning: {warning}")
+    return plan, run(run_step(plan, blend, f"{plan.model}-{name}"), cache, ctx, fresh)

@@ -1,7 +1,10 @@
-"""What `pipe train` checks and states before launch: GPU memory per rank and the token budget.
+"""What `pipe train` and `pipe run --until train` check and state before launch: GPU memory per
+rank and the token budget.
 
 `--dry-run` prints both; a real run refuses a plan whose memory estimate exceeds the GPUs'
 (unless `--no-memory-check`), naming single changes that would fit, before any data is built.
+Before a blend is tokenized, its split sizes are estimated from a sample of its source (the
+estimator of `pipe run --dry-run`), so the epochs are known before any tokenizing.
 """
 
 from __future__ import annotations
@@ -10,10 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.artifact import Artifact
+from pipeline.cache import Cache
+from pipeline.plan import Planner
 from training.budget import TokenBudget, split_tokens, token_budget
-from training.memory import TOLERANCE, Capacity, MemoryEstimate, estimate_memory
+from training.memory import TOLERANCE, Capacity, MemoryEstimate, estimate_memory, gpu_capacity
 from training.plan import DataSource, TrainPlan, build_plan
 from training.switches import Installed
+from util.errors import PipeError
 
 FULL_RECOMPUTE = (
     "model.recompute_granularity=full",
@@ -73,16 +79,18 @@ class Preflight:
             f"reads {b.train_consumed:,} train tokens ({iterations:,} iterations x "
             f"{b.tokens_per_iteration:,})"
         )
+        about = "~" if b.estimated else ""
         if b.epochs is None:
             tokens = f"{reads}; split sizes unknown: {b.unknown}"
         else:
             tokens = (
-                f"{reads} = {b.epochs:.2f} epochs of the {b.train_tokens:,} in the train split "
-                f"(one epoch: {b.iterations_per_epoch:,} iterations)"
+                f"{reads} = {about}{b.epochs:.2f} epochs of the {about}{b.train_tokens:,} in the "
+                f"train split (one epoch: {about}{b.iterations_per_epoch:,} iterations)"
+                + (f"; {b.estimated}" if b.estimated else "")
             )
         valid = f"{b.evaluations} evaluation(s) read {b.valid_consumed:,} tokens"
         if b.valid_tokens is not None:
-            valid += f" of a {b.valid_tokens:,}-token valid split"
+            valid += f" of a {about}{b.valid_tokens:,}-token valid split"
         return {
             "tokens": tokens,
             "valid": valid,
@@ -99,10 +107,51 @@ class Preflight:
         }
 
 
-def budget_for(plan: TrainPlan, built: Artifact | None) -> TokenBudget:
-    """The token budget on the cached blend's counts; unknown (and why) without them."""
+@dataclass(frozen=True)
+class SplitEstimate:
+    """Split sizes of a blend not tokenized yet, estimated from a sample of its source."""
+
+    splits: dict[str, dict[str, dict]]  # {split: {dataset: {tokens, weight}}}
+    sample_docs: int
+
+    @property
+    def how(self) -> str:
+        return f"estimated from a sample of {self.sample_docs:,} docs; not tokenized yet"
+
+
+def estimated_splits(planner: Planner, datasets: list[dict[str, Any]]) -> SplitEstimate | None:
+    """Split sizes from a dry-run plan's datasets (pipeline/dry_run.py: tokens per dataset from
+    a sample), cut by the blend's split fractions: documents go to a split by a hash of their
+    id, so tokens do in about those shares. None when a dataset has no token estimate."""
+    if not datasets or any("tokens" not in (d.get("estimate") or {}) for d in datasets):
+        return None
+    blend = planner.blend
+    weights = {ds.name: ds.weight for ds in blend.datasets}
+    shares = {"train": 1.0 - blend.valid - blend.test, "valid": blend.valid, "test": blend.test}
+    tokens = {d["name"]: d["estimate"]["tokens"] for d in datasets}
+    splits = {
+        split: {n: {"tokens": round(t * share), "weight": weights[n]} for n, t in tokens.items()}
+        for split, share in shares.items()
+    }
+    return SplitEstimate(splits, sum(d["estimate"]["sample"]["docs"] for d in datasets))
+
+
+def sample_estimate(planner: Planner, cache: Cache) -> SplitEstimate | None:
+    """The blend's split sizes from `pipe run --dry-run`'s estimator; builds nothing."""
+    from pipeline.dry_run import make_plan
+
+    return estimated_splits(planner, make_plan(planner, cache, "tokenize")["datasets"])
+
+
+def budget_for(
+    plan: TrainPlan, built: Artifact | None, estimate: SplitEstimate | None = None
+) -> TokenBudget:
+    """The token budget on the cached blend's counts; else on `estimate`; else unknown (and
+    why)."""
     if plan.mock:
         return token_budget(plan, None, "synthetic data (--mock) has no split to exhaust")
+    if built is None and estimate is not None:
+        return token_budget(plan, estimate.splits, estimated=estimate.how)
     if built is None:
         return token_budget(
             plan, None, "the blend is not tokenized yet (pipe tokenize --blend FILE, or a run)"
@@ -125,6 +174,24 @@ def preflight(
     if found.fits:
         return found
     return Preflight(memory, capacity, budget, _fixes(plan, capacity, launch, data))
+
+
+def check_launch(
+    plan: TrainPlan,
+    launch: dict[str, Any],
+    data: DataSource,
+    budget: TokenBudget,
+    gpu_memory: float | None,
+    refuse: bool,
+) -> Preflight:
+    """The one check before a launch, of `pipe train` and `pipe run --until train` alike: the
+    preflight on the GPUs' memory (`gpu_memory` GiB, else the smallest visible GPU); with
+    `refuse` (a real run without --no-memory-check) a plan that cannot fit is refused here,
+    before any data is built."""
+    checks = preflight(plan, gpu_capacity(gpu_memory), budget, launch, data)
+    if refuse and not checks.fits:
+        raise PipeError(f"{checks.memory_warning()}; or pass --no-memory-check")
+    return checks
 
 
 def _fixes(

@@ -158,3 +158,30 @@ def test_plots_need_a_record(cache: Path, tmp_path: Path) -> None:
     path.write_text(json.dumps(sweep))
     code, out, err = cli("runs", "compare", path, "--plots", tmp_path / "p", "--cache-dir", cache)
     assert code == 1 and "none of these runs has a record" in err
+
+
+def test_failure_reason_is_one_reading_of_the_last_launch_log(tmp_path: Path) -> None:
+    """An out-of-memory line wins over the errors other ranks raise after it; an earlier launch
+    that failed does not make a later clean one failed; the sweep adds the stage's message."""
+    from pipeline.sweep_record import failure_reason
+    from training.launch import failure_in_log
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "launch-0.log").write_text(OOM)
+    assert failure_in_log(tmp_path).startswith("torch.OutOfMemoryError: CUDA out of memory")
+    (logs / "launch-1.log").write_text(
+        OOM + "[rank1]: torch.distributed.DistBackendError: NCCL communicator was aborted\n"
+    )
+    (logs / "launch-2.log").write_text("iteration 10 | loss 5.1\n")
+    (logs / "launch-10.log").write_text(OOM.replace("OutOfMemoryError: CUDA out of memory", "X"))
+    # launch-10 is the last (by number, not name); no rank named an error: torchrun's line
+    assert failure_in_log(tmp_path).startswith("torch.distributed.elastic.multiprocessing")
+    (logs / "launch-10.log").unlink()
+    assert failure_in_log(tmp_path) is None  # launch-2 is the last, and it did not fail
+    (logs / "launch-2.log").unlink()
+    assert failure_in_log(tmp_path).startswith("torch.OutOfMemoryError")  # launch-1: OOM first
+    reason = failure_reason("training exited with code 1; see the log", tmp_path)
+    assert reason.startswith("torch.OutOfMemoryError") and "; training exited with code 1 (" in reason
+    assert reason.endswith(f"(log: {logs / 'launch-1.log'})")
+    assert failure_reason("refused", tmp_path / "none") == "refused"

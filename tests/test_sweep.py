@@ -221,7 +221,7 @@ def test_sweep_records_failures_reuses_done_runs_and_retries_on_request(
         "tp2": "done",
         "tp4": "failed",
     }
-    assert by["mbs4"]["reason"].startswith("out of memory: [rank0]: torch.OutOfMemoryError")
+    assert by["mbs4"]["reason"].startswith("[rank0]: torch.OutOfMemoryError: CUDA out of memory")
     assert "training exited with code 1" in by["mbs4"]["reason"]
     assert "not divisible by TP x PP" in by["tp4"]["reason"] and by["tp4"]["run_key"] is None
     assert by["mbs1"]["variable"] == "train.micro_batch_size" and by["mbs1"]["value"] == 1

@@ -3,7 +3,8 @@
 A run that reads its train split several times over (GCIDE's 12.2 M tokens under 1000 x 32,768
 = 2.7 epochs) overfits without a word; so `pipe train --dry-run` states the epochs, per dataset
 too, since a blend samples each dataset by weight, not by size. Counts come from the megatron
-blend's manifest; a blend that is not tokenized yet has none, and the budget says so.
+blend's manifest; a blend that is not tokenized yet has none: then they are estimated from a
+sample of its source (`estimated` says how), or unknown and the budget says why.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class TokenBudget:
     valid_tokens: int | None = None
     datasets: list[DatasetShare] = field(default_factory=list)
     unknown: str | None = None  # why the split sizes are not known
+    estimated: str | None = None  # how the split sizes were estimated; None: counted
 
     @property
     def epochs(self) -> float | None:
@@ -55,13 +57,16 @@ class TokenBudget:
     def warnings(self) -> list[str]:
         """What a user should know before spending GPU hours: the data repeating."""
         out = []
+        about = "~" if self.estimated else ""
         repeated = [d for d in self.datasets if d.epochs > 1]
         if repeated and self.epochs is not None:
             each = ", ".join(f"{d.name} {d.epochs:.2f}x" for d in repeated)
             out.append(
                 f"the train data repeats: the run reads {self.train_consumed:,} tokens, "
-                f"{self.epochs:.2f} epochs of the {self.train_tokens:,} in the train split "
-                f"(per dataset: {each}); one epoch is {self.iterations_per_epoch:,} iterations"
+                f"{about}{self.epochs:.2f} epochs of the {about}{self.train_tokens:,} in the "
+                f"train split (per dataset: {each}); one epoch is {about}"
+                f"{self.iterations_per_epoch:,} iterations"
+                + (f" ({self.estimated})" if self.estimated else "")
             )
         per_evaluation = self.valid_consumed // self.evaluations if self.evaluations else 0
         if self.valid_tokens == 0 and self.evaluations:
@@ -69,8 +74,8 @@ class TokenBudget:
         elif self.valid_tokens is not None and per_evaluation > self.valid_tokens:
             out.append(
                 f"each evaluation reads {per_evaluation:,} tokens, more than the "
-                f"{self.valid_tokens:,} of the valid split: it scores the same text twice or "
-                f"more (lower validation.eval_iters)"
+                f"{about}{self.valid_tokens:,} of the valid split: it scores the same text twice "
+                f"or more (lower validation.eval_iters)"
             )
         return out
 
@@ -83,12 +88,16 @@ class TokenBudget:
 
 
 def token_budget(
-    plan: TrainPlan, splits: dict[str, dict[str, dict]] | None, unknown: str | None = None
+    plan: TrainPlan,
+    splits: dict[str, dict[str, dict]] | None,
+    unknown: str | None = None,
+    estimated: str | None = None,
 ) -> TokenBudget:
     """The budget of `plan` on data whose `splits` are {split: {dataset: {tokens, weight}}}.
 
     `splits` None: sizes unknown, for the reason `unknown` gives; what the run reads is still
-    stated. Weights are the blend's, normalised within the split, as blend.json gives them.
+    stated. `estimated`: the sizes are an estimate, made as it says. Weights are the blend's,
+    normalised within the split, as blend.json gives them.
     """
     overrides = parse_overrides(plan.overrides)
     default_interval = max(1, min(MAX_EVAL_INTERVAL, plan.train_iters // 2))
@@ -104,6 +113,7 @@ def token_budget(
         valid_consumed=evaluations * eval_iters * plan.tokens_per_iteration,
         evaluations=evaluations,
         unknown=unknown,
+        estimated=estimated if splits is not None else None,
     )
     if splits is None:
         return budget
