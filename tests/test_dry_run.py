@@ -103,6 +103,16 @@ def test_until_train_dry_run_names_the_run(small_tokenizer: Path, tmp_path: Path
     blend_art, run = plan["artifacts"]
     assert run["stage"] == "train" and not run["cached"] and run["train_iters"] == 7
     assert "2 GPU(s)" in run["layout"] and run["run_dir"].endswith(run["key"])
+    # pipe train's preflight, its split sizes estimated from the sample (both files read whole)
+    checks = run["preflight"]
+    budget, tokens = checks["token_budget"], sum(d["estimate"]["tokens"] for d in plan["datasets"])
+    assert budget["estimated"] == "estimated from a sample of 650 docs; not tokenized yet"
+    assert budget["train_tokens"] == pytest.approx(tokens * 0.99, abs=2)  # split 0.005 + 0.005
+    assert budget["train_consumed"] == 7 * budget["tokens_per_iteration"] and budget["epochs"] > 0
+    assert checks["memory"]["capacity_gib"] == 80 and checks["memory"]["fits"]
+    code, out, _ = _pipe(*args, "--model", "tiny", "--nproc-per-node", "2", "--gpu-memory", "40")
+    assert code == 0 and f"epochs of the ~{budget['train_tokens']:,} in the train split" in out
+    assert "estimated from a sample of 650 docs" in out and "of 40 GiB (--gpu-memory): fits" in out
     code, _, err = _pipe(*args, "--nproc-per-node", "0")
     assert code == 1 and err.startswith("error: --nproc-per-node must be at least 1")
 
@@ -125,3 +135,23 @@ def test_blend_without_tokenizer_says_it_uses_the_default(tmp_path: Path) -> Non
     assert "names no tokenizer: using the default nvidia/" in first
     assert rest and rest[0].startswith("no token estimate: tokenizer")  # offline: not fetched
     assert "tokens" not in plan["datasets"][0]["estimate"]
+
+
+def test_tokenize_summary_says_it_uses_the_default(
+    small_tokenizer: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pipe tokenize` itself, not only `pipe run` and the plan, names the hub default it used
+    (the default stood in for by a local tokenizer: the hub is offline here)."""
+    monkeypatch.setattr("pipeline.blend_file.DEFAULT_TOKENIZER", str(small_tokenizer))
+    blend, cache = _blend(tmp_path, None), tmp_path / "c"
+    code, out, err = _pipe("tokenize", "--blend", blend, "--cache-dir", cache, "--limit", "20")
+    assert code == 0, err
+    said = " ".join(err.split())  # the console wraps long lines
+    assert f"note: the blend names no tokenizer: using the default {small_tokenizer}" in said
+    code, out, _ = _pipe("tokenize", "--blend", blend, "--cache-dir", cache, "--limit", "20",
+                         "--json", "--quiet")  # fmt: skip
+    assert code == 0 and "names no tokenizer" in json.loads(out.strip().splitlines()[-1])["note"]
+    (tmp_path / "named").mkdir()
+    named = _blend(tmp_path / "named", small_tokenizer)
+    code, out, err = _pipe("tokenize", "--blend", named, "--cache-dir", cache, "--limit", "20")
+    assert code == 0 and "note:" not in err and "note" not in out

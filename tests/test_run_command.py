@@ -16,10 +16,12 @@ from click.testing import CliRunner
 from conftest import ROOT, pipe, write_jsonl
 from rich.console import Console
 
+from pipeline.artifact import Outcome
 from pipeline.cli import main
 from pipeline.progress import Display, compact
 
 HEAVY = ("torch", "transformers", "megatron", "ray", "nemo_curator")
+BIG_8B = ["--model", "8b", "--tp", "1", "--nproc-per-node", "8", "--gpu-memory", "80"]
 
 
 def small_blend(folder: Path, tokenizer: Path, curate: bool = False) -> Path:
@@ -121,6 +123,8 @@ def test_until_download_builds_only_downloads(small_tokenizer: Path, tmp_path: P
         (["k.x=1"], "KEY=VALUE overrides apply to training"),
         (["--until", "train", "train.train_itres=10"], "did you mean 'train_iters'"),
         (["--dry-run", "--report", "r.html"], "drop --report"),
+        (["--gpu-memory", "80"], "--gpu-memory applies to training; add --until train"),
+        (["--until", "train", *BIG_8B], "but a GPU has 80 GiB (--gpu-memory); "),
     ],
 )
 def test_refusals_are_one_line_before_any_work(
@@ -134,6 +138,28 @@ def test_refusals_are_one_line_before_any_work(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and says in lines[0], lines
     assert not (cache / "download").exists()
+
+
+def test_until_train_checks_as_pipe_train_then_launches(
+    small_tokenizer: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--no-memory-check lets the 8b plan through; the data is built, the token budget's warning
+    is said on its real counts, and the run is launched (stood in for: there is no GPU)."""
+    launched: list[dict] = []
+
+    def fake_run(step, cache, ctx, fresh) -> Outcome:
+        launched.append(step.runtime["plan"])
+        return Outcome("train", step.key, tmp_path / step.key, {}, False, None)
+
+    monkeypatch.setattr("pipeline.train.run", fake_run)
+    blend = small_blend(tmp_path, small_tokenizer)
+    args = ["run", "--blend", str(blend), "--cache-dir", str(tmp_path / "c"), "--until", "train"]
+    result = CliRunner().invoke(main, [*args, *BIG_8B, "--no-memory-check", "--quiet"])
+    assert result.exit_code == 0, result.stderr
+    (plan,) = launched
+    assert plan["model"] == "8b" and plan["tp"] == 1 and plan["blend_json"].endswith("blend.json")
+    said = " ".join(result.stderr.split())
+    assert "warning: the train data repeats" in said and "estimated" not in said
 
 
 def test_run_help_explains_until_and_train_options() -> None:

@@ -182,6 +182,7 @@ def test_failure_reason_is_one_reading_of_the_last_launch_log(tmp_path: Path) ->
     (logs / "launch-2.log").unlink()
     assert failure_in_log(tmp_path).startswith("torch.OutOfMemoryError")  # launch-1: OOM first
     reason = failure_reason("training exited with code 1; see the log", tmp_path)
-    assert reason.startswith("torch.OutOfMemoryError") and "; training exited with code 1 (" in reason
+    assert reason.startswith("torch.OutOfMemoryError")
+    assert "; training exited with code 1 (" in reason
     assert reason.endswith(f"(log: {logs / 'launch-1.log'})")
     assert failure_reason("refused", tmp_path / "none") == "refused"

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import write_jsonl
 
+from pipeline import sample
 from pipeline.artifact import Outcome
 from pipeline.cli import main
 from pipeline.train import MOCK
@@ -212,3 +214,39 @@ def test_a_run_that_cannot_fit_is_refused_before_anything_starts(
 def test_gpu_memory_must_be_a_size(tmp_path: Path) -> None:
     code, out = _train(*MOCK_8B[:-1], "0", "--dry-run", "--cache-dir", str(tmp_path))
     assert code == 2 and "Invalid value for '--gpu-memory'" in out
+
+
+def test_dry_run_estimates_epochs_before_tokenizing(
+    small_tokenizer: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before any tokenizing the split sizes come from a sample of the source (marked as an
+    estimate, and building nothing); once tokenized, the counts; the two agree."""
+    write_jsonl(tmp_path / "a.jsonl.gz", 2000, 3, "a")
+    blend = tmp_path / "blend.json"
+    body = {
+        "name": "e",
+        "tokenizer": str(small_tokenizer),
+        "split": {"valid": 0.05, "test": 0.05},
+        "datasets": [{"name": "a", "weight": 1.0, "files": "a.jsonl.gz"}],
+    }
+    blend.write_text(json.dumps(body))
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(sample, "SAMPLE_DOCS", 200)  # a sample, not the whole file
+    args = ("--blend", str(blend), "--model", "tiny", "--nproc-per-node", "1", "--dry-run")
+    code, out = _train(*args, "--json", "--cache-dir", str(cache))
+    assert code == 0, out
+    before = json.loads(out.strip().splitlines()[-1])["token_budget"]
+    assert before["estimated"] == "estimated from a sample of 200 docs; not tokenized yet"
+    assert before["unknown"] is None and before["epochs"] > 0
+    assert not [p for p in cache.iterdir() if not p.name.startswith(".")]  # nothing built
+    code, out = _train(*args, "--cache-dir", str(cache))
+    assert code == 0 and "epochs of the ~" in out and "estimated from a sample of 200" in out
+    res = CliRunner().invoke(main, ["tokenize", "--blend", str(blend), "--cache-dir", str(cache),
+                                    "--quiet"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    code, out = _train(*args, "--json", "--cache-dir", str(cache))
+    after = json.loads(out.strip().splitlines()[-1])["token_budget"]
+    assert after["estimated"] is None and after["train_tokens"] > 0
+    assert before["train_tokens"] == pytest.approx(after["train_tokens"], rel=0.2)
+    assert before["valid_tokens"] == pytest.approx(after["valid_tokens"], rel=0.3)
+    assert before["epochs"] == pytest.approx(after["epochs"], rel=0.2)
