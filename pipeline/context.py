@@ -1,7 +1,8 @@
 """What a build may ask for: the display, and a Ray cluster started lazily, at most once.
 
 One Context lives for one command. Ray starts the first time a build asks for it (curate
-always; tokenize only on a cluster, `--ray-address`) and stops when the command ends.
+always; tokenize only on a cluster, `--ray-address`). When the command ends it disconnects; a
+cluster it started itself is stopped, a joined one (`--ray-address ADDRESS`) is left running.
 """
 
 from __future__ import annotations

@@ -58,12 +58,12 @@ def test_dry_run_builds_nothing_then_uses_the_cached_counts(corpus, tmp_path: Pa
     assert plan["model"] == "tiny" and plan["precision"] == "bf16" and plan["train_iters"] == 20
     assert plan["tokenizer"] == str(corpus.tokenizer.resolve())
     assert (plan["vocab_size"], plan["eod_id"]) == (600, 2)
-    # A dry run builds nothing: no data artifact, no run folder; the budget says why it is open.
+    # A dry run builds nothing: no data artifact, no run folder; the budget is an estimate.
     assert not [p for p in cache.glob("*") if not p.name.startswith(".")]
     assert not Path(plan["blend_json"]).exists() and not Path(plan["run_dir"]).exists()
-    budget = plan["token_budget"]
-    assert budget["train_tokens"] is None and "not tokenized yet" in budget["unknown"]
-    assert budget["train_consumed"] == 20 * 8 * 256 and plan["memory"]["fits"] is True
+    estimate = plan["token_budget"]
+    assert estimate["estimated"].startswith("estimated from a sample of") and estimate["epochs"]
+    assert estimate["train_consumed"] == 20 * 8 * 256 and plan["memory"]["fits"] is True
     assert "GPU visible here" in plan["memory"]["capacity_source"]  # no --gpu-memory given
     cmd = plan["torchrun"]
     assert "--nproc_per_node=8" in cmd and cmd[-3:-1] == ["-m", "training.entry"]
@@ -83,6 +83,8 @@ def test_dry_run_builds_nothing_then_uses_the_cached_counts(corpus, tmp_path: Pa
     budget = again.json["token_budget"]
     train_tokens = sum(d["tokens"] for d in stats["train"].values())
     assert budget["unknown"] is None and budget["train_tokens"] == train_tokens > 0
+    assert budget["estimated"] is None
+    assert estimate["train_tokens"] == pytest.approx(train_tokens, rel=0.1)
     assert budget["valid_tokens"] == sum(d["tokens"] for d in stats["valid"].values())
     assert budget["epochs"] == pytest.approx(20 * 8 * 256 / train_tokens)
     assert [d["name"] for d in budget["datasets"]] == ["alpha", "beta"]
