@@ -18,7 +18,7 @@ from pipeline.fingerprint import HashMemo
 from pipeline.plan import Planner, Step
 from pipeline.progress import Display
 from pipeline.run import ensure
-from pipeline.run_train import TrainArgs
+from pipeline.run_train import TrainArgs, memory_check_options
 from util.errors import PipeError
 
 STAGE_ORDER = ("download", "curate", "tokenize", "megatron_blend", "train")
@@ -88,19 +88,7 @@ def print_plan(
     show_default=True,
     help="Training precision (--until train).",
 )
-@click.option(
-    "--gpu-memory",
-    type=click.FloatRange(min=1),
-    default=None,
-    metavar="GIB",
-    help="Memory of one GPU for the memory check (--until train) [default: the smallest GPU "
-    "visible here, else 80].",
-)
-@click.option(
-    "--no-memory-check",
-    is_flag=True,
-    help="Launch even when the memory estimate exceeds the GPUs' (--until train).",
-)
+@memory_check_options
 @click.option(
     "--report",
     "report_path",

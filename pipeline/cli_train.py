@@ -12,6 +12,7 @@ import click
 
 from pipeline.artifact import Outcome
 from pipeline.cli_common import cache_dir_option, user_errors
+from pipeline.run_train import memory_check_options
 from pipeline.train_preflight import Preflight, budget_for, check_launch, sample_estimate
 from training.data import BlendFileError
 from training.layout import LayoutError
@@ -126,19 +127,7 @@ def _print_plan(plan: TrainPlan, key: str) -> None:
     help="Tokenizer for tokenizing the blend (as pipe tokenize); the model uses it.",
 )
 @click.option("--fresh", is_flag=True, help="Discard an unfinished run's checkpoints first.")
-@click.option(
-    "--gpu-memory",
-    type=click.FloatRange(min=1),
-    default=None,
-    metavar="GIB",
-    help="Memory of one GPU for the memory check [default: the smallest GPU visible here, "
-    "else 80].",
-)
-@click.option(
-    "--no-memory-check",
-    is_flag=True,
-    help="Launch even when the memory estimate exceeds the GPUs' (the estimate is +-25%).",
-)
+@memory_check_options
 @cache_dir_option
 @click.option("--quiet", is_flag=True, help="No progress bars or tables.")
 @click.argument("overrides", nargs=-1)

@@ -7,14 +7,34 @@ Imports training/ only when called, so `pipe run --until tokenize` never loads i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import click
 
 from pipeline.cache import Cache
 from pipeline.plan import Step
 
 if TYPE_CHECKING:
     from pipeline.train_preflight import Preflight, SplitEstimate
+
+
+def memory_check_options(fn: Callable) -> Callable:
+    """--gpu-memory and --no-memory-check, of `pipe train` and `pipe run --until train` alike."""
+    fn = click.option(
+        "--no-memory-check",
+        is_flag=True,
+        help="Launch even when the memory estimate exceeds the GPUs' (the estimate is +-25%).",
+    )(fn)
+    return click.option(
+        "--gpu-memory",
+        type=click.FloatRange(min=1),
+        default=None,
+        metavar="GIB",
+        help="Memory of one GPU for the memory check [default: the smallest GPU visible here, "
+        "else 80].",
+    )(fn)
 
 
 @dataclass(frozen=True)
