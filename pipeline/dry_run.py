@@ -6,13 +6,13 @@ tokenized with the blend's tokenizer. Builds nothing, makes no work folder, star
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.cache import Cache
+from pipeline.fingerprint import tokenizer_folder
 from pipeline.plan import Planner, Step
 from pipeline.sample import Sample, sample_files, sample_shards
 from stages.download import expand_files
@@ -65,7 +65,7 @@ def make_plan(planner: Planner, cache: Cache, until: str, train: Any = None) -> 
 def _tokenizer(planner: Planner, notes: list[str]) -> dict[str, Any] | None:
     try:
         where, sha = planner.tokenizer()
-        folder = Path(where) if Path(where).is_dir() else _hub_folder(where)
+        folder = tokenizer_folder(where)
         facts = tokenizer_facts(str(folder))
     except PipeError as e:
         notes.append(f"no token estimate: {e}")
@@ -74,14 +74,6 @@ def _tokenizer(planner: Planner, notes: list[str]) -> dict[str, Any] | None:
 
     dtype = token_dtype(facts["vocab_size"])
     return facts | {"path": where, "folder": str(folder), "sha256": sha, "dtype": dtype}
-
-
-def _hub_folder(repo_id: str) -> Path:
-    from huggingface_hub import snapshot_download
-
-    from pipeline.fingerprint import TOKENIZER_FILES
-
-    return Path(snapshot_download(repo_id, allow_patterns=list(TOKENIZER_FILES)))
 
 
 def _dataset(

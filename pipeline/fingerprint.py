@@ -103,6 +103,11 @@ def resolve_tokenizer(spec: str, memo: HashMemo) -> tuple[str, str]:
     return where, h.hexdigest()
 
 
+def tokenizer_folder(where: str) -> Path:
+    """The folder a tokenizer loads from: `where` itself, or a hub id's snapshot."""
+    return Path(where) if Path(where).is_dir() else _hub_tokenizer_folder(where)
+
+
 def _hub_tokenizer_folder(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download
 

@@ -13,7 +13,7 @@ from pipeline.artifact import MANIFEST, Artifact, Outcome, Request
 from pipeline.blend_file import load_blend
 from pipeline.cache import Cache
 from pipeline.context import Context
-from pipeline.fingerprint import HashMemo
+from pipeline.fingerprint import HashMemo, tokenizer_folder
 from pipeline.plan import Options, Planner, Step
 from pipeline.run import ensure
 from pipeline.train_preflight import budget_for
@@ -82,7 +82,7 @@ def planned_data(wanted: Step | Artifact, cache: Cache) -> tuple[DataSource, str
     if art is not None:
         return (*data_source(art), art)
     where = wanted.parents[0].runtime["tokenizer"]
-    facts = tokenizer_facts(where)
+    facts = tokenizer_facts(str(tokenizer_folder(where)))  # a hub id: its snapshot's files
     source = DataSource(
         blend_json=str(cache.path_of(wanted.stage, wanted.key) / megatron_blend.BLEND_JSON),
         tokenizer=where,

@@ -155,3 +155,20 @@ def test_tokenize_summary_says_it_uses_the_default(
     named = _blend(tmp_path / "named", small_tokenizer)
     code, out, err = _pipe("tokenize", "--blend", named, "--cache-dir", cache, "--limit", "20")
     assert code == 0 and "note:" not in err and "note" not in out
+
+
+def test_until_train_plans_with_a_hub_tokenizer(
+    small_tokenizer: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A blend naming a hub id (its snapshot stood in for: offline here) is planned through
+    to the run: the tokenizer's facts come from the snapshot, not from a folder named like the
+    id."""
+    monkeypatch.setattr("pipeline.fingerprint._hub_tokenizer_folder", lambda _: small_tokenizer)
+    blend, cache = _blend(tmp_path, None), tmp_path / "cache"
+    body = json.loads(blend.read_text()) | {"tokenizer": "org/tok"}
+    blend.write_text(json.dumps(body))
+    args = ("run", "--blend", blend, "--until", "train", "--dry-run", "--cache-dir", cache)
+    plan = _plan(*args, "--model", "tiny", "--nproc-per-node", "1")
+    assert plan["tokenizer"]["path"] == "org/tok"
+    run = plan["artifacts"][-1]
+    assert run["stage"] == "train" and run["preflight"]["token_budget"]["epochs"] > 0
