@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from pipeline.runs import Run
@@ -23,11 +24,15 @@ DPI = 110
 
 
 def loss_curves(runs: Sequence[Run], x: str = "iteration") -> Figure:
-    """Train loss (lines) and valid loss (dots on dashes) per run, against iterations or tokens."""
-    fig = Figure(figsize=SIZE, dpi=DPI)
+    """Train loss (lines) and valid loss (dots on dashes) per run, against iterations or tokens.
+
+    The legend names each run once (its colour) and sits beside the axes: a sweep's dozen runs
+    would otherwise cover the curves they label."""
+    fig = Figure(figsize=(SIZE[0] + 2, SIZE[1]), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
-    for i, run in enumerate(r for r in runs if r.record):
-        color = f"C{i % 10}"
+    for run, color in zip(runs, run_colors(len(runs)), strict=True):
+        if not run.record:
+            continue
         per_iteration = 1 if x == "iteration" else _tokens_per_iteration(run)
         steps = [s for s in run.record.get("steps", []) if s.get("loss") is not None]
         ax.plot(
@@ -35,7 +40,7 @@ def loss_curves(runs: Sequence[Run], x: str = "iteration") -> Figure:
             [s["loss"] for s in steps],
             color=color,
             linewidth=1.2,
-            label=f"{run.label} train",
+            label=run.label,
         )
         valid = run.record.get("valid", [])
         if valid:
@@ -46,16 +51,26 @@ def loss_curves(runs: Sequence[Run], x: str = "iteration") -> Figure:
                 linestyle="--",
                 marker="o",
                 markersize=3,
-                label=f"{run.label} valid",
             )
     ax.set_xlabel("iteration" if x == "iteration" else "tokens")
     ax.set_ylabel("loss")
-    ax.set_title(f"Loss vs {'iteration' if x == 'iteration' else 'tokens'}")
+    what = "iteration" if x == "iteration" else "tokens"
+    ax.set_title(f"Loss vs {what} (train: lines, valid: dots on dashes)", fontsize=10)
     ax.grid(alpha=0.3)
     if ax.lines:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig
+
+
+def run_colors(n: int) -> list[Any]:
+    """One distinct colour per run, the same run the same colour in every plot: matplotlib's ten
+    default colours, then tab20's strong hues followed by its light ones (a sweep has 12 runs)."""
+    if n <= 10:
+        return [f"C{i}" for i in range(n)]
+    if n <= 20:
+        tab20 = colormaps["tab20"]
+        return [tab20(i) for i in [*range(0, 20, 2), *range(1, 20, 2)][:n]]
+    return [colormaps["turbo"](i / (n - 1)) for i in range(n)]
 
 
 def throughput_bars(runs: Sequence[Run]) -> Figure:
@@ -143,7 +158,7 @@ def _bars(runs: Sequence[Run], fields: list[tuple[str, str]], title: str) -> Fig
     labels = [r.label for r in runs]
     for ax, (field, name) in zip(axes, fields, strict=True):
         values = [r.summary.get(field) or 0.0 for r in runs]
-        bars = ax.barh(range(len(runs)), values, color=[f"C{i % 10}" for i in range(len(runs))])
+        bars = ax.barh(range(len(runs)), values, color=run_colors(len(runs)))
         ax.bar_label(bars, labels=[_short(v) for v in values], fontsize=7, padding=2)
         ax.set_yticks(range(len(runs)), labels, fontsize=7)
         ax.invert_yaxis()

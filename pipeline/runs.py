@@ -132,7 +132,9 @@ def find(prefix: str, cache: Cache) -> Run:
 
 def from_sweep(data: dict[str, Any], path: Path, cache_root: Path) -> list[Run]:
     """One run per sweep variant, labelled by the variant; a variant that failed before its run
-    made a folder is a row with the sweep's reason."""
+    made a folder is a row with the sweep's reason. A sweep record brought back from the GPU
+    host (training/gpu/sweep.sh) has its runs' records beside it, as `<variant>_record.json`,
+    while its run paths name folders on that host."""
     variants = data.get("variants")
     if not isinstance(variants, list) or not variants:
         raise PipeError(f"{path}: a sweep file lists its runs under 'variants'; none found")
@@ -142,8 +144,11 @@ def from_sweep(data: dict[str, Any], path: Path, cache_root: Path) -> list[Run]:
         folder = Path(v["run_path"]) if v.get("run_path") else None
         if folder is None and v.get("run_key"):
             folder = _folder_of(v["run_key"], cache_root)
+        beside = path.parent / f"{label}_record.json"
         if folder is not None and folder.is_dir():
             run = from_folder(folder, label=label)
+        elif v.get("run_key") and beside.is_file():
+            run = _replace(from_record(beside), label=label, key=v["run_key"])
         else:
             run = Run(label=label, status="failed", key=v.get("run_key"), reason="no run folder")
         if v.get("status") == "failed":

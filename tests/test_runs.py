@@ -186,3 +186,56 @@ def test_failure_reason_is_one_reading_of_the_last_launch_log(tmp_path: Path) ->
     assert "; training exited with code 1 (" in reason
     assert reason.endswith(f"(log: {logs / 'launch-1.log'})")
     assert failure_reason("refused", tmp_path / "none") == "refused"
+
+
+def test_plots_tell_a_sweeps_dozen_runs_apart(tmp_path: Path) -> None:
+    """A sweep compares 12 runs: each gets its own colour, the same in every plot (a run with no
+    record keeps its place), and the loss legend sits beside the axes, not over the curves."""
+    from matplotlib.colors import to_rgba
+
+    from pipeline.plots import loss_curves, throughput_bars
+    from pipeline.runs import Run
+
+    rec = record("mbs4")
+    runs = [Run(label=f"variant-{i}", status="done", record=rec) for i in range(12)]
+    runs[1] = Run(label="refused", status="failed", reason="needs Blackwell")
+    fig = loss_curves(runs)
+    ax = fig.axes[0]
+    trains = {line.get_label(): to_rgba(line.get_color()) for line in ax.lines
+              if not line.get_label().startswith("_")}  # fmt: skip
+    assert list(trains) == [r.label for r in runs if r.record]
+    assert len(set(trains.values())) == 11
+    bars = throughput_bars(runs).axes[0].patches
+    assert [to_rgba(b.get_facecolor()) for b in bars][2:] == list(trains.values())[1:]
+    fig.draw_without_rendering()
+    assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == list(trains)
+
+
+def test_compare_a_sweep_record_brought_back_from_the_gpu_host(tmp_path: Path) -> None:
+    """sweep.sh brings back the sweep record with `<variant>_record.json` beside it; its run
+    paths name folders on the GPU host, so the records beside it are the runs."""
+    variants = [
+        {"name": "base", "variable": None, "value": None, "run_key": "a" * 20,
+         "run_path": "/tmp/pipe-gpu/cache/train/" + "a" * 20, "status": "reused", "reason": None},
+        {"name": "fp8", "variable": "precision", "value": "fp8", "run_key": "b" * 20,
+         "run_path": "/tmp/pipe-gpu/cache/train/" + "b" * 20, "status": "done", "reason": None},
+        {"name": "nvfp4", "variable": "precision", "value": "nvfp4", "run_key": None,
+         "run_path": None, "status": "failed", "reason": "nvfp4 needs a Blackwell GPU"},
+    ]  # fmt: skip
+    (tmp_path / "sweep_x.json").write_text(json.dumps({"sweep": "x", "variants": variants}))
+    (tmp_path / "base_record.json").write_text(RECORDS["mbs4"].read_text())
+    (tmp_path / "fp8_record.json").write_text(RECORDS["fp8"].read_text())
+    (tmp_path / "nvfp4_record.json").write_text(RECORDS["tiny"].read_text())  # never launched
+    code, out, _ = cli("runs", "compare", tmp_path / "sweep_x.json", "--json",
+                       "--cache-dir", tmp_path / "cache")  # fmt: skip
+    assert code == 0
+    result = json.loads(out)
+    rows = {r["label"]: r for r in result["runs"]}
+    assert [rows[k]["status"] for k in ("base", "fp8", "nvfp4")] == ["done", "done", "failed"]
+    assert rows["base"]["key"] == "a" * 20 and rows["fp8"]["differing"]["precision"] == "fp8"
+    fp8 = json.loads(RECORDS["fp8"].read_text())["summary"]
+    assert rows["fp8"]["metrics"]["tokens_per_second"] == pytest.approx(fp8["tokens_per_second"])
+    assert rows["fp8"]["sweep"] == {"variable": "precision", "value": "fp8"}
+    assert rows["nvfp4"]["reason"] == "nvfp4 needs a Blackwell GPU"
+    assert rows["nvfp4"]["metrics"]["tokens_per_second"] is None
