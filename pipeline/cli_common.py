@@ -14,6 +14,7 @@ import click
 from pipeline.blend_file import load_blend
 from pipeline.fingerprint import HashMemo
 from pipeline.plan import Options, Planner
+from stages.download import SHARD_COMPRESSIONS
 from util.errors import PipeError
 
 
@@ -58,8 +59,9 @@ cache_dir_option = click.option(
 
 def make_planner(blend_path: Path, memo: HashMemo, **opts: Any) -> Planner:
     """The planner for a blend file; PIPE_DOCS_PER_SHARD / PIPE_DOCS_PER_ROW_GROUP shrink the
-    shard layout (tests use them to get many shards from a small corpus)."""
-    layout = {
+    shard layout (tests use them to get many shards from a small corpus) and
+    PIPE_SHARD_COMPRESSION compresses the shards (uncompressed by default: stages/download.py)."""
+    layout: dict[str, Any] = {
         key: int(os.environ[var])
         for key, var in (
             ("docs_per_shard", "PIPE_DOCS_PER_SHARD"),
@@ -67,4 +69,11 @@ def make_planner(blend_path: Path, memo: HashMemo, **opts: Any) -> Planner:
         )
         if os.environ.get(var)
     }
+    if compression := os.environ.get("PIPE_SHARD_COMPRESSION"):
+        if compression not in SHARD_COMPRESSIONS:
+            raise PipeError(
+                f"PIPE_SHARD_COMPRESSION={compression}: choose one of "
+                f"{', '.join(SHARD_COMPRESSIONS)}"
+            )
+        layout["compression"] = compression
     return Planner(load_blend(blend_path), Options(layout=layout, **opts), memo)

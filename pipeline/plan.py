@@ -27,7 +27,7 @@ class Options:
     limit: int | None = None
     tokenizer: str | None = None  # overrides the blend file's
     engine: str = "auto"
-    layout: dict[str, int] = field(default_factory=dict)  # shard sizes (tests shrink them)
+    layout: dict[str, Any] = field(default_factory=dict)  # shard sizes and compression
 
 
 @dataclass(frozen=True)

@@ -46,11 +46,15 @@ class SplitPlan:
 
 
 def plan_splits(files: Iterable[Path], valid: float, test: float) -> SplitPlan:
-    """Read the id column once to find which documents must be forced into valid or test."""
+    """Read ids to find which documents must be forced into valid or test. Once a valid and a
+    test document have been seen nothing can be forced, so a large dataset stops reading after
+    its first batch; only a small one is read to the end."""
     n_total = n_valid = n_test = 0
     above: list[tuple[float, str]] = []  # the two smallest hashes outside the valid band
     for path in files:
-        for batch in pq.ParquetFile(path).iter_batches(columns=["id"], batch_size=65536):
+        for batch in pq.ParquetFile(path).iter_batches(columns=["id"], batch_size=4096):
+            if (valid == 0 or n_valid) and (test == 0 or n_test):
+                return SplitPlan(valid, test)
             for doc_id in batch.column(0).to_pylist():
                 h = split_hash(doc_id)
                 n_total += 1
