@@ -15,7 +15,7 @@ from pipeline.cache import Cache
 from pipeline.fingerprint import tokenizer_folder
 from pipeline.plan import Planner, Step
 from pipeline.sample import Sample, sample_files, sample_shards
-from stages.download import expand_files
+from stages.download import Layout, expand_files
 from stages.encoder import EncoderSpec, encoder_for, engine_key, tokenizer_facts
 from stages.splits import SPLITS
 from util.errors import PipeError
@@ -143,12 +143,13 @@ def _estimate(
     docs, chars = sample.docs, sample.chars
     if (limit := planner.opts.limit) and docs > limit:
         docs, chars = limit, round(chars * limit / max(1, docs))
+    compression = planner.opts.layout.get("compression", Layout.compression)
     estimate: dict[str, Any] = {
         "docs": docs,
         "chars": chars,
         "exact_counts": sample.exact,
         "sample": {"docs": len(sample.texts), "chars": sample.sample_chars, "of": sample.origin},
-        "disk_bytes": {"download": round(_parquet_bytes_per_char(sample) * chars)},
+        "disk_bytes": {"download": round(_parquet_bytes_per_char(sample, compression) * chars)},
     }
     if ds.curate is not None:
         estimate["disk_bytes"]["curate"] = estimate["disk_bytes"]["download"]  # at most this
@@ -177,13 +178,14 @@ def _tokens(planner: Planner, sample: Sample, tok: dict, docs: int, chars: int) 
     return round(per_char * chars) + docs
 
 
-def _parquet_bytes_per_char(sample: Sample) -> float:
-    """The download shards' size per character: the sample written as they are (zstd)."""
+def _parquet_bytes_per_char(sample: Sample, compression: str) -> float:
+    """The download shards' size per character: the sample written as they are."""
     if not sample.texts:
         return 0.0
     buf = pa.BufferOutputStream()
     table = pa.table({"text": pa.array(sample.texts, pa.string())})
-    pq.write_table(table, buf, compression="zstd", use_dictionary=False, write_statistics=False)
+    options = {"use_dictionary": False, "write_statistics": False}
+    pq.write_table(table, buf, compression=compression, **options)
     return buf.getvalue().size / max(1, sample.sample_chars)
 
 

@@ -183,3 +183,27 @@ def test_tokenize_build_and_megatron_blend(tmp_path: Path, small_tokenizer: Path
     )
     per_split = json.loads((blend.path / "blend.json").read_text())
     assert per_split["train"] == [1.0, str(art.path / "train")]
+
+
+def test_split_plan_reads_ids_only_until_nothing_can_be_forced(tmp_path: Path) -> None:
+    """A dataset with valid and test documents in its first batch: the plan is the full read's
+    (nothing forced) and the next file is never opened."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from stages.splits import plan_splits
+
+    first = tmp_path / "a.parquet"
+    pq.write_table(pa.table({"id": [f"doc-{i}" for i in range(5000)]}), first)
+    opened: list[Path] = []
+
+    def files():
+        for path in (first, tmp_path / "missing.parquet"):
+            opened.append(path)
+            yield path
+
+    plan = plan_splits(files(), 0.01, 0.01)
+    assert plan.forced == {} and opened == [first]
+    small = tmp_path / "small.parquet"
+    pq.write_table(pa.table({"id": ["x", "y", "z"]}), small)
+    assert set(plan_splits([small], 0.01, 0.01).forced.values()) == {"valid", "test"}
