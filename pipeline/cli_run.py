@@ -19,6 +19,7 @@ from pipeline.plan import Planner, Step
 from pipeline.progress import Display
 from pipeline.run import ensure
 from pipeline.run_train import TrainArgs, memory_check_options
+from training.options import PRECISION_RECIPES
 from util.errors import PipeError
 
 STAGE_ORDER = ("download", "curate", "tokenize", "megatron_blend", "train")
@@ -83,7 +84,7 @@ def print_plan(
 @click.option("--pp", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option(
     "--precision",
-    type=click.Choice(["bf16", "fp8", "nvfp4"]),
+    type=click.Choice(list(PRECISION_RECIPES)),
     default="bf16",
     show_default=True,
     help="Training precision (--until train).",
