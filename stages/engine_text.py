@@ -189,14 +189,8 @@ def with_eod(flat: np.ndarray, piece_lengths: np.ndarray, counts: np.ndarray, eo
     """(tokens with `eod` after each document, per-document lengths including it)."""
     starts = np.cumsum(counts) - counts
     doc = np.add.reduceat(piece_lengths, starts) if len(counts) else np.zeros(0, np.int64)
-    lengths = doc.astype(np.int64) + 1
-    eods = np.cumsum(lengths) - 1  # where each EOD lands in the output
-    tokens = np.empty(flat.size + len(lengths), np.int32)
-    body = np.ones(tokens.size, bool)
-    body[eods] = False
-    tokens[body] = flat  # (one pass: np.insert of 150k EODs took 4x longer)
-    tokens[eods] = eod
-    return tokens, lengths
+    tokens = np.insert(flat, np.cumsum(doc), np.int32(eod)).astype(np.int32, copy=False)
+    return tokens, doc.astype(np.int64) + 1
 
 
 def splice(
