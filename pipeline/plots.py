@@ -99,7 +99,10 @@ def length_histogram(lengths: Mapping[str, np.ndarray]) -> Figure:
     fig = Figure(figsize=SIZE, dpi=DPI)
     ax = fig.add_subplot()
     top = max((int(v.max()) for v in lengths.values() if len(v)), default=1)
-    bins = np.unique(np.logspace(0, np.log10(max(top, 2)), 40).astype(int))
+    low = min((int(v.min()) for v in lengths.values() if len(v)), default=1)
+    # from the shortest document to the longest: 40 bins on the decades the data spans
+    bins = np.unique(np.logspace(np.log10(max(low, 1)), np.log10(max(top, 2)), 40).astype(int))
+    bins[-1] = max(top, 2) + 1  # (the longest document falls inside the last bin)
     for name, values in lengths.items():
         ax.hist(values, bins=bins, alpha=0.55, label=f"{name} ({len(values):,} docs)")
     ax.set_xscale("log")
