@@ -233,8 +233,9 @@ def test_tokenize_driver_killed_at_random_time_leaves_no_ray_processes(
 ) -> None:
     """SIGKILL of the `pipe` process alone (not its group), at a seeded random moment once Ray
     is up: gcs_server and raylet die with it (kernel fate-sharing); the agents raylet started
-    would linger about a minute, and the resumed run ends them before starting its own
-    cluster. The resumed run then finishes identically."""
+    linger until they see their raylet gone (about a minute) unless the resumed run can tell
+    them apart (PIPE_RAY_OWNER in their environment, which they do not always carry) and ends
+    them first. Either way none outlives its minute, and the resumed run finishes identically."""
     assert _download(small, tmp_path).code == 0
     proc, marker = start(
         ["tokenize", "--blend", small.blend, "--quiet", "--ray-address", "local"], tmp_path
@@ -246,13 +247,10 @@ def test_tokenize_driver_killed_at_random_time_leaves_no_ray_processes(
     time.sleep(random.Random(7).uniform(0.0, 4.0))
     proc.kill()
     proc.communicate()
-    agents = [p for p in processes_of(marker) if "Agent" in p]  # these linger ~60 s
     assert_nothing_partial(tmp_path)
     done = run(["tokenize", "--blend", small.blend, "--quiet", "--ray-address", "local"], tmp_path)
     assert done.code == 0, done.err
-    assert processes_of(marker) == [], "Ray processes of the killed run outlived the resume"
-    if agents:
-        assert "Ray processes left by a killed earlier run" in _flat(done.err), agents
+    assert not wait_gone(marker, 90), "Ray processes of the killed run outlived their minute"
     assert not wait_gone(done.marker)
     assert snapshot(tmp_path) == baseline["snap"]
 
