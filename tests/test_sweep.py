@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_train_data import write_prefix
+from test_train_data import publish_blend
 
-from pipeline.cache import Cache
 from pipeline.cli import main
 from pipeline.sweep import check_distinct
 from pipeline.sweep_file import KNOBS, SweepFileError, load_sweep
@@ -32,22 +31,7 @@ def write_sweep(folder: Path, variants: dict, base: dict | None = None, name: st
 @pytest.fixture
 def blend_json(tmp_path: Path, small_tokenizer: Path) -> Path:
     """A published megatron blend (the real cache API) tokenized with the small tokenizer."""
-    cache = Cache(tmp_path / "cache")
-    prefix = write_prefix(tmp_path / "train", [list(range(5, 80))] * 50)
-    work = cache.work_dir("blend", fresh=True)
-    (work / "blend.json").write_text(json.dumps({"train": [1.0, prefix], "valid": [], "test": []}))
-    tokenizer = {"path": str(small_tokenizer), "vocab_size": 600, "eod_id": 2}
-    art = cache.publish(
-        "megatron_blend",
-        "blend",
-        work,
-        name="t",
-        config={},
-        parents=[],
-        inputs={},
-        stats={"tokenizer": tokenizer},
-    )
-    return art.path / "blend.json"
+    return publish_blend(tmp_path, small_tokenizer)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import _selfmade_corpus, pipe
-from test_train_data import write_prefix
+from test_train_data import publish_blend
 
 from pipeline.cache import Cache
 from pipeline.cli import main
@@ -116,24 +116,7 @@ def artifact(tmp_path: Path, small_tokenizer: Path):
     """A published megatron blend (real cache API) whose manifest claims `vocab`."""
 
     def make(vocab: int = 600, eod: int = 2) -> Path:
-        cache = Cache(tmp_path / "cache")
-        prefix = write_prefix(tmp_path / "train", [list(range(5, 80))] * 50)
-        work = cache.work_dir(f"blend{vocab}", fresh=True)
-        (work / "blend.json").write_text(
-            json.dumps({"train": [1.0, prefix], "valid": [], "test": []})
-        )
-        tokenizer = {"path": str(small_tokenizer), "vocab_size": vocab, "eod_id": eod}
-        art = cache.publish(
-            "megatron_blend",
-            f"blend{vocab}",
-            work,
-            name="t",
-            config={},
-            parents=[],
-            inputs={},
-            stats={"tokenizer": tokenizer},
-        )
-        return art.path / "blend.json"
+        return publish_blend(tmp_path, small_tokenizer, vocab, eod)
 
     return make
 

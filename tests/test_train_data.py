@@ -28,6 +28,29 @@ def write_prefix(prefix: Path, docs: list[list[int]]) -> str:
     return str(prefix)
 
 
+def publish_blend(folder: Path, tokenizer: Path, vocab: int = 600, eod: int = 2) -> Path:
+    """A published megatron blend (the real cache API, cache in `folder`) over one small
+    prefix, whose manifest names `tokenizer` with `vocab` ids and EOD `eod`; its blend.json."""
+    from pipeline.cache import Cache
+
+    cache = Cache(folder / "cache")
+    prefix = write_prefix(folder / "train", [list(range(5, 80))] * 50)
+    work = cache.work_dir(f"blend{vocab}", fresh=True)
+    (work / "blend.json").write_text(json.dumps({"train": [1.0, prefix], "valid": [], "test": []}))
+    facts = {"path": str(tokenizer), "vocab_size": vocab, "eod_id": eod}
+    art = cache.publish(
+        "megatron_blend",
+        f"blend{vocab}",
+        work,
+        name="t",
+        config={},
+        parents=[],
+        inputs={},
+        stats={"tokenizer": facts},
+    )
+    return art.path / "blend.json"
+
+
 @pytest.fixture
 def blend(tmp_path: Path) -> Path:
     """Two weighted train datasets whose token ids do not overlap, one valid set, no test."""
