@@ -21,6 +21,7 @@ from pipeline.progress import Display
 from pipeline.run import ensure, summarise
 from stages.megatron_blend import BLEND_JSON
 from util.errors import PipeError
+from util.quick_exit import run_and_exit
 
 _user_errors = user_errors()
 
@@ -288,5 +289,10 @@ main.add_command(train)
 main.add_command(sweep)
 
 
+def entry() -> None:
+    """The `pipe` executable: `main`, then out without the interpreter's teardown."""
+    run_and_exit(main)
+
+
 if __name__ == "__main__":
-    main()
+    entry()

@@ -70,7 +70,7 @@ def _tokenizer(planner: Planner, notes: list[str]) -> dict[str, Any] | None:
     except PipeError as e:
         notes.append(f"no token estimate: {e}")
         return None
-    from stages.merge import token_dtype  # megatron-core's rule (imports torch: plan time only)
+    from stages.indexed import token_dtype  # megatron-core's rule (imports torch: plan time only)
 
     dtype = token_dtype(facts["vocab_size"])
     return facts | {"path": where, "folder": str(folder), "sha256": sha, "dtype": dtype}

@@ -89,7 +89,7 @@ def inspect(target: Target, n: int, seed: int = 0) -> dict[str, Any]:
 def open_dataset(prefix: Path) -> tuple[Any, np.ndarray]:
     """megatron-core's IndexedDataset of a bin/idx prefix and its document lengths in tokens,
     refused in one line when the idx is unreadable or the bin's size does not match it."""
-    from stages.merge import indexed_dataset  # megatron-core, imported without its chatter
+    from stages.indexed import indexed_dataset  # megatron-core, imported without its chatter
 
     try:
         data = indexed_dataset().IndexedDataset(str(prefix))

@@ -42,7 +42,8 @@ def ensure(step: Step | Artifact, cache: Cache, ctx: Context, force: set[str]) -
 
     def ensure_parents() -> None:
         if hasattr(module, "warm_up"):  # e.g. slow imports, done while the parents build
-            threading.Thread(target=module.warm_up, daemon=True).start()
+            config = step.request.config | step.runtime
+            threading.Thread(target=module.warm_up, args=(config, ctx), daemon=True).start()
         parents.extend(_artifact(ensure(p, cache, ctx, force)) for p in step.parents)
 
     def build(work: Path) -> dict:

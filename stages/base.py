@@ -5,7 +5,7 @@ A stage is a module in `stages/` with:
     VERSION: int          bump when its output changes for the same config (it keys the cache)
     RESUMABLE: bool       whether a rerun may keep what an interrupted build left in `work`
     COLUMNS: tuple        the columns of its rows in the summary table
-    warm_up()             (optional) started on a thread while the parents are built
+    warm_up(config, ctx)  (optional) started on a thread while the parents are built
     LINKS_PARENTS: bool   (optional) its output names its parents' files, so it is reused only
                           while they are whole and where stats["links"] says
     build(parents, config, work, ctx) -> stats

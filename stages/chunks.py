@@ -1,8 +1,10 @@
 """Tokenize work units: consecutive row groups of one Parquet shard, about CHUNK_BYTES of text.
 
-A chunk is tokenized into token arrays (int32, each document followed by the EOD) sealed with a
-receipt of checksums, by the driver or by a Ray task on any node of a cluster (the work folder
-is on the shared cache). A sealed chunk is never redone; a damaged one fails its checksum and is.
+Locally the driver tokenizes a chunk and hands its arrays straight to the merge
+(stages/merge.py), which journals it. A Ray task on any node of a cluster instead seals its
+chunk here: token arrays (int32, each document followed by the EOD) with a receipt of
+checksums, in the work folder on the shared cache. A sealed chunk is never redone; a damaged
+one fails its checksum and is.
 """
 
 from __future__ import annotations
@@ -101,6 +103,22 @@ def load(chunk: Chunk) -> tuple[list[str], pa.ChunkedArray]:
     return table.column("id").to_pylist(), table.column("text")
 
 
+def split_codes(plan: SplitPlan, ids: list[str]) -> np.ndarray:
+    """Each document's split, as its index in SPLITS."""
+    return np.fromiter((SPLITS.index(plan.split_of(i)) for i in ids), np.uint8, len(ids))
+
+
+def chunk_facts(codes: np.ndarray, encoded: Any, encoder: HFEngine) -> dict[str, Any]:
+    """What a chunk's receipt says besides its checksums: documents and tokens per split, and
+    what the engine did (summed into the artifact's stats)."""
+    lengths = encoded.lengths
+    stats = {
+        s: {"docs": int((codes == k).sum()), "tokens": int(lengths[codes == k].sum())}
+        for k, s in enumerate(SPLITS)
+    }
+    return {"stats": stats, "engine": counts(encoder, encoded)}
+
+
 def seal(
     work: Path,
     chunk: Chunk,
@@ -119,23 +137,21 @@ def seal(
     tmp = final.with_name(final.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    codes = np.fromiter((SPLITS.index(plan.split_of(i)) for i in ids), np.uint8, len(ids))
-    lengths = encoded.lengths
-    stats = {
-        s: {"docs": int((codes == k).sum()), "tokens": int(lengths[codes == k].sum())}
-        for k, s in enumerate(SPLITS)
-    }
-    for name, array in (("tokens", encoded.tokens), ("lengths", lengths), ("splits", codes)):
+    codes = split_codes(plan, ids)
+    for name, array in (
+        ("tokens", encoded.tokens),
+        ("lengths", encoded.lengths),
+        ("splits", codes),
+    ):
         with writing(tmp / f"{name}.npy"):
             np.save(tmp / f"{name}.npy", array)
     maybe_die("tokenize.worker_arrays")
     digests = {p.name: file_sha256(p) for p in sorted(tmp.iterdir())}
-    receipt = {
-        "chunk": chunk.name,
-        "stats": stats,
-        "engine": counts(encoder, encoded),
-        "sha256": digests,
-    } | ({"node": node} if node else {})
+    receipt = (
+        {"chunk": chunk.name, "sha256": digests}
+        | chunk_facts(codes, encoded, encoder)
+        | ({"node": node} if node else {})
+    )
     atomic_write_json(tmp / "receipt.json", receipt)
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import asdict, dataclass
+from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -46,18 +47,32 @@ def _version(package: str) -> str | None:
 
 
 def tokenizer_facts(where: str) -> dict[str, int]:
-    """EOD id and vocabulary size, read the way transformers reads them, without importing it."""
-    from tokenizers import Tokenizer
-
+    """EOD id and vocabulary size, read the way transformers reads them, without importing it.
+    Read once per process and version of the files (loading tokenizer.json takes a second)."""
     folder = Path(where)
     if not (folder / "tokenizer.json").is_file():
         raise InputError(
             f"tokenizer {where!r}: pipe needs a fast tokenizer (tokenizer.json); this folder "
             f"has none"
         )
+    stamps = tuple(
+        (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else None
+        for p in (folder / n for n in ("tokenizer.json", *_EOS_FILES))
+    )
+    return dict(_facts(where, stamps))
+
+
+_EOS_FILES = ("tokenizer_config.json", "special_tokens_map.json")
+
+
+@cache
+def _facts(where: str, stamps: tuple) -> dict[str, int]:
+    from tokenizers import Tokenizer
+
+    folder = Path(where)
     tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
     eos = None
-    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+    for name in _EOS_FILES:
         config = read_json(folder / name) or {}
         eos = eos or config.get("eos_token")
     eos = eos.get("content") if isinstance(eos, dict) else eos

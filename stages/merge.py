@@ -1,39 +1,55 @@
-"""Merge sealed chunks, in a fixed order, into one Megatron bin/idx per split.
+"""Write tokenized chunks, in corpus order, into one Megatron bin/idx per split.
 
-megatron-core's own `IndexedDatasetBuilder` writes every document, so the files are exactly what
-Megatron reads; the output does not depend on which worker ran which chunk, or on how often the
-run was killed and resumed.
+megatron-core's own `IndexedDatasetBuilder` writes every document, so the files are exactly
+what Megatron reads. Each chunk's tokens are written once, straight into its splits' growing
+`.bin` files, and the chunk is then journaled (`merged/<chunk>.json`: its documents' lengths
+per split, where its bytes sit in each `.bin`, and their xxh3 checksum). On resume the journal
+is checked against those bytes: every chunk that still matches is carried into the new files
+without being tokenized again (one read and one write); the rest are redone. The output does
+not depend on which worker tokenized which chunk, or on how often the run was killed.
 """
 
 from __future__ import annotations
 
-import logging
+import hashlib
 import shutil
-import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xxhash
 
 from stages.chunks import Chunk, chunk_dir, chunk_receipt, verified
+from stages.indexed import indexed_dataset
 from stages.splits import SPLITS
 from util.faults import maybe_die
 from util.files import atomic_write_json, file_sha256, read_json, remember_digests, writing
 
-
-def indexed_dataset() -> Any:
-    """megatron-core's indexed_dataset module, imported without its GPU-less start-up chatter."""
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from megatron.core.datasets import indexed_dataset as module
-    warnings.filterwarnings("ignore", message="Could not determine rank")
-    return module
+JOURNAL = "merged"  # the folder of chunk journal entries, inside the work folder
 
 
-def token_dtype(vocab_size: int) -> str:
-    """megatron-core's own choice: uint16 below 65500 ids, else int32."""
-    return np.dtype(indexed_dataset().DType.optimal_dtype(vocab_size)).name
+@dataclass(frozen=True)
+class Run:
+    """Consecutive documents of one split: their tokens (contiguous) and lengths."""
+
+    tokens: np.ndarray
+    lengths: np.ndarray
+
+
+def split_runs(tokens: np.ndarray, lengths: np.ndarray, codes: np.ndarray) -> dict[str, list[Run]]:
+    """A chunk's documents (flat tokens, lengths, split code of each) as runs per split, in
+    order, without copying tokens: a split's documents are its runs, concatenated."""
+    runs: dict[str, list[Run]] = {s: [] for s in SPLITS}
+    if not len(codes):
+        return runs
+    ends = np.cumsum(lengths)
+    cuts = np.flatnonzero(np.diff(codes)) + 1
+    for a, b in zip([0, *cuts.tolist()], [*cuts.tolist(), len(codes)], strict=True):
+        start = int(ends[a - 1]) if a else 0
+        runs[SPLITS[codes[a]]].append(Run(tokens[start : int(ends[b - 1])], lengths[a:b]))
+    return runs
 
 
 def merge_is_done(work: Path) -> bool:
@@ -42,15 +58,23 @@ def merge_is_done(work: Path) -> bool:
 
 
 def discard_merge(work: Path) -> None:
-    """Forget a merge whose outputs fail their checksums: it is redone from the sealed chunks
-    (tokenized again where they were already removed)."""
+    """Forget a merge whose outputs fail their checksums: it is redone from scratch."""
     for name in ("merged.json", "receipt.json"):
         (work / name).unlink(missing_ok=True)
     for path in [*work.glob("*.bin"), *work.glob("*.idx"), *work.glob(".merge-*")]:
         path.unlink()
+    shutil.rmtree(work / JOURNAL, ignore_errors=True)
 
 
-def engine_counts(receipts: list[dict[str, Any]]) -> dict[str, int]:
+def drop_resume_files(work: Path) -> None:
+    """What only a resume could use: the journal, sealed chunks, a killed run's partial files."""
+    for name in (JOURNAL, "chunks"):
+        shutil.rmtree(work / name, ignore_errors=True)
+    for path in work.glob(".merge-*.old"):
+        path.unlink()
+
+
+def engine_counts(receipts: list[dict[str, Any]]) -> dict[str, Any]:
     """What the engine did over all chunks (documents checked against, or sent to, the
     reference tokenizer), summed from the chunks' receipts."""
     total: dict[str, Any] = {}
@@ -63,76 +87,155 @@ def engine_counts(receipts: list[dict[str, Any]]) -> dict[str, int]:
     return total
 
 
-def merge_chunks(work: Path, chunks: list[Chunk], dtype: str) -> dict[str, Any]:
-    """Write the sealed chunks, in order, through megatron-core's IndexedDatasetBuilder into
-    `work/<split>.bin/.idx`; then drop the chunks (see Merger)."""
-    if merge_is_done(work):
-        shutil.rmtree(work / "chunks", ignore_errors=True)  # a kill may have cut this short
-        return read_json(work / "merged.json")["stats"]
-    merger = Merger(work, dtype)
-    for chunk in chunks:
-        merger.add(chunk)
-    return merger.finish()
-
-
 class Merger:
-    """Appends sealed chunks, in corpus order, to one IndexedDatasetBuilder per split, one
-    document at a time, so that merging can run while later chunks are still being encoded.
+    """One IndexedDatasetBuilder per split, fed chunk after chunk in corpus order.
 
-    A split with no documents gets no files at all, because Megatron cannot open an empty
-    dataset. A merge killed half-way is redone from the start (the chunks are kept until
-    merged.json is written), so its output never mixes two attempts.
+    Built over a work folder, it first recovers what a killed run merged (`kept`), moving
+    that run's partial files aside. A split with no documents gets no files at all, because
+    Megatron cannot open an empty dataset.
     """
 
-    def __init__(self, work: Path, dtype: str) -> None:
-        warnings.filterwarnings("ignore", message="Could not determine rank")
-        self.work, self.dtype = work, np.dtype(dtype).type
-        self.builder_class = indexed_dataset().IndexedDatasetBuilder
+    def __init__(self, work: Path, chunks: list[Chunk], dtype: Callable[[], str]) -> None:
+        self.work, self.dtype = work, dtype
         self.builders: dict[str, Any] = {}
-        self.totals: dict[str, Any] = {s: {"docs": 0, "tokens": 0} for s in SPLITS}
+        self.digests = {s: hashlib.sha256() for s in SPLITS}  # of the whole files, as written
+        self.ends = dict.fromkeys(SPLITS, 0)
         self.receipts: list[dict[str, Any]] = []
+        self.kept = self._recover(chunks)
+        (work / JOURNAL).mkdir(parents=True, exist_ok=True)
 
-    def add(self, chunk: Chunk) -> None:
-        receipt = chunk_receipt(self.work, chunk)
-        folder = chunk_dir(self.work, chunk)
-        tokens = np.load(folder / "tokens.npy", mmap_mode="r")
-        lengths = np.load(folder / "lengths.npy")
-        codes = np.load(folder / "splits.npy")
-        starts = np.cumsum(lengths) - lengths
-        for k, split in enumerate(SPLITS):
-            if not receipt["stats"][split]["docs"]:
+    def add(self, chunk: Chunk, runs: dict[str, list[Run]], receipt: dict[str, Any]) -> None:
+        """Write a chunk's runs and journal it; `receipt` (stats, engine counts) goes along."""
+        entry: dict[str, Any] = {"chunk": chunk.name, "splits": {}} | receipt
+        for split, split_runs_ in runs.items():
+            if not split_runs_:
                 continue
-            builder = self._builder(split)
+            builder, part = self._builder(split), xxhash.xxh3_128()
+            start = self.ends[split]
             with writing(self._tmp(split, "bin")):
-                for start, n in zip(starts[codes == k], lengths[codes == k], strict=True):
-                    builder.add_document(tokens[start : start + n], [int(n)])
-            for key in ("docs", "tokens"):
-                self.totals[split][key] += receipt["stats"][split][key]
+                for run in split_runs_:
+                    tokens = run.tokens.astype(builder.dtype, copy=False)  # as the file holds them
+                    _add_run(builder, tokens, run.lengths)
+                    part.update(tokens)
+                    self.digests[split].update(tokens)
+                    self.ends[split] += tokens.nbytes
+                builder.data_file.flush()  # every byte the journal names is in the file
+            lengths = np.concatenate([r.lengths for r in split_runs_]).tolist()
+            entry["splits"][split] = {
+                "start": start,
+                "end": self.ends[split],
+                "xxh3": part.hexdigest(),
+                "lengths": lengths,
+            }
+        atomic_write_json(self.work / JOURNAL / f"{chunk.name}.json", entry)
         self.receipts.append(receipt)
         maybe_die("tokenize.merge_chunk")
 
+    def carry(self, chunk: Chunk) -> dict[str, Any]:
+        """Write a chunk a killed run merged, from that run's files; returns its receipt."""
+        entry = self.kept.pop(chunk.name)
+        runs = {s: [] for s in SPLITS}
+        for split, where in entry["splits"].items():
+            old = np.memmap(self._old(split), self.token_type(), "r")
+            size = old.itemsize
+            tokens = old[where["start"] // size : where["end"] // size]
+            runs[split].append(Run(tokens, np.asarray(where["lengths"], np.int64)))
+        receipt = {k: v for k, v in entry.items() if k not in ("chunk", "splits")}
+        self.add(chunk, runs, receipt)
+        return receipt
+
     def finish(self) -> dict[str, Any]:
+        totals: dict[str, Any] = {s: {"docs": 0, "tokens": 0} for s in SPLITS}
+        for receipt in self.receipts:
+            for split in SPLITS:
+                for key in ("docs", "tokens"):
+                    totals[split][key] += receipt["stats"][split][key]
         for split, builder in self.builders.items():
             with writing(self._tmp(split, "idx")):
                 builder.finalize(str(self._tmp(split, "idx")))
             for ext in ("bin", "idx"):
                 self._tmp(split, ext).replace(self.work / f"{split}.{ext}")
             maybe_die("tokenize.merge_split")
-        self.totals["engine"] = engine_counts(self.receipts)
-        outputs = sorted(self.work.glob("*.bin")) + sorted(self.work.glob("*.idx"))
-        digests = {p.name: file_sha256(p) for p in outputs}
+        totals["engine"] = engine_counts(self.receipts)
+        digests = {f"{s}.bin": self.digests[s].hexdigest() for s in self.builders}
+        digests |= {f"{s}.idx": file_sha256(self.work / f"{s}.idx") for s in self.builders}
         remember_digests(self.work, digests)
         atomic_write_json(self.work / "receipt.json", {"sha256": digests})
-        atomic_write_json(self.work / "merged.json", {"stats": self.totals})
+        atomic_write_json(self.work / "merged.json", {"stats": totals})
         maybe_die("tokenize.merged")
-        shutil.rmtree(self.work / "chunks", ignore_errors=True)
-        return self.totals
+        drop_resume_files(self.work)
+        return totals
+
+    def token_type(self) -> type:
+        return np.dtype(self.dtype()).type
+
+    def _recover(self, chunks: list[Chunk]) -> dict[str, dict[str, Any]]:
+        """Journal entries of a killed run whose bytes still match, by chunk name; that run's
+        partial files are kept aside (`.old`) until they are carried over."""
+        entries = [read_json(self.work / JOURNAL / f"{c.name}.json") for c in chunks]
+        shutil.rmtree(self.work / JOURNAL, ignore_errors=True)
+        for split in SPLITS:
+            if self._tmp(split, "bin").exists():
+                self._tmp(split, "bin").replace(self._old(split))
+        for path in self.work.glob(".merge-*.idx"):
+            path.unlink()
+        kept = {e["chunk"]: e for e in entries if e and self._intact(e)}
+        if not kept:
+            for path in self.work.glob(".merge-*.old"):
+                path.unlink()
+        return kept
+
+    def _intact(self, entry: dict[str, Any]) -> bool:
+        for split, where in entry["splits"].items():
+            path = self._old(split)
+            if not path.is_file() or path.stat().st_size < where["end"]:
+                return False
+            with open(path, "rb") as f:
+                f.seek(where["start"])
+                digest = xxhash.xxh3_128(f.read(where["end"] - where["start"]))
+            if digest.hexdigest() != where["xxh3"]:
+                return False
+        return True
 
     def _builder(self, split: str) -> Any:
         if split not in self.builders:
+            builder_class = indexed_dataset().IndexedDatasetBuilder
             with writing(self._tmp(split, "bin")):
-                self.builders[split] = self.builder_class(str(self._tmp(split, "bin")), self.dtype)
+                self.builders[split] = builder_class(
+                    str(self._tmp(split, "bin")), self.token_type()
+                )
         return self.builders[split]
 
     def _tmp(self, split: str, ext: str) -> Path:
         return self.work / f".merge-{split}.{ext}"
+
+    def _old(self, split: str) -> Path:
+        return self.work / f".merge-{split}.old"
+
+
+def _add_run(builder: Any, tokens: np.ndarray, lengths: np.ndarray) -> None:
+    """Each document of a run through the builder's own add_document."""
+    start = 0
+    for n in lengths.tolist():
+        builder.add_document(tokens[start : start + n], [n])
+        start += n
+
+
+def sealed_runs(work: Path, chunk: Chunk) -> tuple[dict[str, list[Run]], dict[str, Any]]:
+    """A chunk a Ray worker sealed (stages/chunks.py): its runs per split and its receipt."""
+    folder = chunk_dir(work, chunk)
+    tokens = np.load(folder / "tokens.npy", mmap_mode="r")
+    runs = split_runs(tokens, np.load(folder / "lengths.npy"), np.load(folder / "splits.npy"))
+    receipt = chunk_receipt(work, chunk)
+    return runs, {k: receipt[k] for k in ("stats", "engine")}
+
+
+def merge_sealed(merger: Merger, chunk: Chunk) -> dict[str, Any]:
+    """Merge a chunk a Ray worker sealed, or one a killed run merged; returns its receipt. A
+    sealed chunk's folder is dropped once the chunk is journaled."""
+    if chunk.name in merger.kept:
+        return merger.carry(chunk)
+    runs, receipt = sealed_runs(merger.work, chunk)
+    merger.add(chunk, runs, receipt)
+    shutil.rmtree(chunk_dir(merger.work, chunk))
+    return receipt

@@ -4,10 +4,11 @@ Config (what keys it): dataset, split fractions, limit, the tokenizer's content 
 engine (name and version); parent: the download (or curate) artifact. The tokenizer's location
 is not keyed: the same files anywhere give the same tokens.
 
-Work is cut into chunks (one Parquet row group each, stages/chunks.py), each sealed when done;
-then stages/merge.py writes them in order through megatron-core's IndexedDatasetBuilder. Locally
-the chunks run in this process, one after another, each on every core (the engine's own
-threads); with `--ray-address` they run as Ray tasks across the cluster's nodes.
+Work is cut into chunks (row groups of a Parquet shard, stages/chunks.py). Locally the chunks
+run in this process, one after another, each on every core (the engine's own threads), and
+each goes straight into the bin/idx files (stages/merge.py, megatron-core's
+IndexedDatasetBuilder), journaled so that a killed run resumes; with `--ray-address` they run
+as Ray tasks across the cluster's nodes, each sealed in the shared cache, then merged in order.
 """
 
 from __future__ import annotations
@@ -23,25 +24,28 @@ from typing import Any
 from stages.base import Context
 from stages.chunks import (
     Chunk,
+    chunk_facts,
     chunk_is_done,
     chunk_receipt,
     list_chunks,
     load,
-    seal,
+    split_codes,
     tokenize_chunk,
 )
 from stages.encoder import EncoderSpec, encoder_for, engine_key, tokenizer_facts
+from stages.indexed import indexed_dataset, token_dtype
 from stages.merge import (
     Merger,
     discard_merge,
-    indexed_dataset,
-    merge_chunks,
+    drop_resume_files,
     merge_is_done,
-    token_dtype,
+    merge_sealed,
+    split_runs,
 )
 from stages.splits import SPLITS, SplitPlan, plan_splits
 from util.errors import PipeError
 from util.faults import arm, maybe_die
+from util.files import read_json
 from util.nodes import check_nodes, lost_nodes
 from util.threads import ahead
 from util.timing import Stopwatch
@@ -52,9 +56,16 @@ RESUMABLE = True
 COLUMNS = ("dataset", "split", "status", "docs", "tokens")
 
 
-def warm_up() -> None:
-    """Import megatron-core (torch: seconds of CPU) while the parents are still being built."""
+def warm_up(config: dict[str, Any], ctx: Context) -> None:
+    """While the parents are still being built: import megatron-core (the bin/idx writer) and,
+    for a local run, load the engine (two tokenizers: seconds of CPU between them)."""
     indexed_dataset()
+    if not ctx.ray_address:
+        encoder_for(_spec(config, tokenizer_facts(config["tokenizer"])), ctx.workers)
+
+
+def _spec(config: dict[str, Any], facts: dict[str, int]) -> EncoderSpec:
+    return EncoderSpec(config["tokenizer"], config["engine"]["choice"], facts["eod_id"])
 
 
 def build(parents: list, config: dict[str, Any], work: Path, ctx: Context) -> dict[str, Any]:
@@ -62,11 +73,11 @@ def build(parents: list, config: dict[str, Any], work: Path, ctx: Context) -> di
     name = config["dataset"]
     clock = Stopwatch()
     # megatron-core (the bin/idx writer) imports torch and the engine loads two tokenizers:
-    # seconds, on threads while this one plans the splits and the chunks.
+    # begun by warm_up, finished on threads while this one plans the splits and the chunks.
     with ThreadPoolExecutor(2) as pool:
         facts = tokenizer_facts(config["tokenizer"])
         dtype = pool.submit(token_dtype, facts["vocab_size"])
-        spec = EncoderSpec(config["tokenizer"], config["engine"]["choice"], facts["eod_id"])
+        spec = _spec(config, facts)
         if not ctx.ray_address:
             pool.submit(encoder_for, spec, ctx.workers)
         files = sorted(source.path.glob("*.parquet"))
@@ -74,26 +85,32 @@ def build(parents: list, config: dict[str, Any], work: Path, ctx: Context) -> di
         plan = plan_splits(files, config["valid"], config["test"])
         timing: dict[str, float] = {"plan_s": round(clock.lap(), 3)}
         if merge_is_done(work):
-            stats: dict[str, Any] = merge_chunks(work, chunks, dtype.result())
+            drop_resume_files(work)  # a kill may have come before they were dropped
+            stats: dict[str, Any] = read_json(work / "merged.json")["stats"]
         else:
             if (work / "merged.json").exists():
                 ctx.say(f"tokenize {name}: merged output is damaged; redoing it")
                 discard_merge(work)
-            pending = [c for c in chunks if not chunk_is_done(work, c)]
+            merger = Merger(work, chunks, dtype.result)
+            sealed = {c for c in chunks if c.name not in merger.kept and chunk_is_done(work, c)}
+            pending = {c for c in chunks if c.name not in merger.kept and c not in sealed}
             if done := len(chunks) - len(pending):
                 ctx.say(
                     f"tokenize {name}: resuming, {done} of {len(chunks)} chunks already done "
                     f"and verified; redoing {len(pending)}"
                 )
             with ctx.bar(f"tokenize {name}", source.manifest["stats"]["docs"]) as bar:
-                job = _Job(work, chunks, set(pending), plan, spec, bar)
+                job = _Job(work, chunks, pending, plan, spec, bar)
                 if ctx.ray_address:
-                    nodes = _run_on_ray(ctx, job)
+                    nodes = _run_on_ray(ctx, job, merger)
                     timing["tokenize_s"] = round(clock.lap(), 3)
-                    stats = merge_chunks(work, chunks, dtype.result()) | {"nodes": nodes}
+                    for chunk in chunks:
+                        merge_sealed(merger, chunk)
+                    stats = merger.finish() | {"nodes": nodes}
                 else:
-                    stats = _run_here(ctx, job, dtype)
+                    _run_here(ctx, job, merger)
                     timing["tokenize_s"] = round(clock.lap(), 3)
+                    stats = merger.finish()
         timing["merge_s"] = round(clock.lap(), 3)  # what is left of it after the last chunk
     if not stats["train"]["docs"]:
         raise PipeError(
@@ -110,7 +127,7 @@ def build(parents: list, config: dict[str, Any], work: Path, ctx: Context) -> di
 
 @dataclass(frozen=True)
 class _Job:
-    """One dataset's chunks to tokenize: all of them in order, and those not yet sealed."""
+    """One dataset's chunks to tokenize: all of them in order, and those still to encode."""
 
     work: Path
     chunks: list[Chunk]
@@ -130,22 +147,22 @@ def _advance(bar: Any, receipt: dict[str, Any]) -> None:
     bar.advance(sum(s["docs"] for s in splits), sum(s["tokens"] for s in splits))
 
 
-def _run_here(ctx: Context, job: _Job, dtype: Future) -> dict[str, Any]:
+def _run_here(ctx: Context, job: _Job, merger: Merger) -> None:
     """Every chunk in this process, in order, as a pipeline: the next chunk is read on one
-    thread, and the last one sealed and merged on another, while the engine encodes this one
-    on every core (GigaToken and HF `tokenizers` release the GIL while they encode)."""
+    thread, and the last one written into the bin/idx files on another, while the engine
+    encodes this one on every core (GigaToken and HF `tokenizers` release the GIL while they
+    encode). A chunk's tokens are written once, straight into the output files."""
     arm()
     encoder = encoder_for(job.spec, ctx.workers)
-    merger: list[Merger] = []
 
-    def seal_and_merge(chunk: Chunk, ids: list[str] | None, encoded: Any) -> None:
-        if ids is not None:
-            _chunk_done(job.bar, seal(job.work, chunk, job.plan, ids, encoded, encoder))
-        else:
-            _advance(job.bar, chunk_receipt(job.work, chunk))  # sealed by an earlier attempt
-        if not merger:
-            merger.append(Merger(job.work, dtype.result()))
-        merger[0].add(chunk)
+    def write(chunk: Chunk, ids: list[str] | None, encoded: Any) -> None:
+        if ids is None:  # merged by a killed run, or sealed by a Ray worker
+            _advance(job.bar, merge_sealed(merger, chunk))
+            return
+        codes = split_codes(job.plan, ids)
+        receipt = chunk_facts(codes, encoded, encoder)
+        merger.add(chunk, split_runs(encoded.tokens, encoded.lengths, codes), receipt)
+        _chunk_done(job.bar, receipt)
 
     with ThreadPoolExecutor(1) as writer:
         last: Future | None = None
@@ -158,23 +175,24 @@ def _run_here(ctx: Context, job: _Job, dtype: Future) -> dict[str, Any]:
                 del texts, loaded
             if last is not None:
                 last.result()  # one chunk in flight: memory stays flat
-            last = writer.submit(seal_and_merge, chunk, ids, encoded)
+            last = writer.submit(write, chunk, ids, encoded)
         if last is not None:
             last.result()
-        return merger[0].finish()
 
 
-def _run_on_ray(ctx: Context, job: _Job) -> dict[str, int]:
+def _run_on_ray(ctx: Context, job: _Job, merger: Merger) -> dict[str, int]:
     """Chunks as Ray tasks over the cluster, one core each; every worker process loads the
-    tokenizer once. Each task writes its sealed chunk into the shared cache. A task whose node
-    dies is retried by Ray on another node (`PIPE_RAY_RETRIES` times, 3); if they run out,
-    the run stops in one line naming the lost node, and the same command resumes from the
-    chunks sealed so far.
+    tokenizer once. Each task writes its sealed chunk into the shared cache; the driver merges
+    them afterwards. A task whose node dies is retried by Ray on another node
+    (`PIPE_RAY_RETRIES` times, 3); if they run out, the run stops in one line naming the lost
+    node, and the same command resumes from the chunks sealed so far.
     Returns how many chunks each Ray node sealed (their receipts say; kept out of the merged
     files, which must not depend on where they were made)."""
     nodes: Counter[str] = Counter()
     for chunk in job.chunks:
-        if chunk not in job.pending:
+        if chunk.name in merger.kept:
+            _advance(job.bar, merger.kept[chunk.name])
+        elif chunk not in job.pending:
             receipt = chunk_receipt(job.work, chunk)
             nodes.update([receipt["node"]] if "node" in receipt else [])
             _advance(job.bar, receipt)

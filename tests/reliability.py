@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conftest import ROOT
+from xxhash import xxh3_128_hexdigest
 
 from pipeline.cache import Cache
 from util.files import file_sha256, read_json
@@ -138,18 +139,35 @@ def sealed_shards(cache: Path) -> dict[Path, list[Path]]:
 
 
 def sealed_chunks(cache: Path) -> dict[str, int]:
-    """Per tokenize work key: how many chunks are sealed and intact."""
+    """Per unfinished tokenize work key: how many chunks a resume must not tokenize again,
+    checked here independently of pipe's code: chunks journaled by the merge whose bytes in
+    the partial bin files still match the journal's xxh3, and chunks sealed by Ray workers
+    whose files match their receipt's sha256."""
     sealed = {}
     for work in (Cache(cache).root / ".work").iterdir():
         n = 0
+        for entry_path in work.glob("merged/*.json"):
+            entry = read_json(entry_path)
+            n += bool(entry) and all(
+                _slice_matches(work / f".merge-{split}.bin", where)
+                for split, where in entry["splits"].items()
+            )
         for receipt_path in work.glob("chunks/*/receipt.json"):
             receipt = read_json(receipt_path)
             folder = receipt_path.parent
-            if receipt and all(
+            n += bool(receipt) and all(
                 (folder / f).is_file() and file_sha256(folder / f) == d
                 for f, d in receipt["sha256"].items()
-            ):
-                n += 1
+            )
         if n and not (work / "merged.json").exists():
             sealed[work.name] = n
     return sealed
+
+
+def _slice_matches(path: Path, where: dict) -> bool:
+    if not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        f.seek(where["start"])
+        data = f.read(where["end"] - where["start"])
+    return len(data) == where["end"] - where["start"] and xxh3_128_hexdigest(data) == where["xxh3"]

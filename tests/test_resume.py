@@ -9,6 +9,7 @@ chunks to die between.
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import time
@@ -180,8 +181,8 @@ def test_tokenize_killed_again_and_again_resumes_identically(
     assert _download(small, cache).code == 0
     names = baseline["names"]
     chain = [
-        "tokenize.worker_arrays:2",  # in a Ray worker: arrays saved, chunk not sealed
-        "tokenize.chunk_done:6",  # driver, after the 6th chunk came back
+        "tokenize.chunk_done:2",  # two chunks written and journaled
+        "tokenize.chunk_done:6",  # the resumed run carried those two over, then went on
         "tokenize.merge_chunk:10",  # mid-merge of the first dataset's train split
         "tokenize.merge_split:1",  # train.bin/idx written, valid not
         "tokenize.merged:1",  # merged.json written, chunks not yet removed
@@ -194,18 +195,23 @@ def test_tokenize_killed_again_and_again_resumes_identically(
     for step, point in enumerate(chain):
         sealed = sealed_chunks(cache)
         if point == "tokenize.merge_chunk:10":
-            # Damage two sealed chunks: the resume must neither count nor use them.
+            # Damage two journaled chunks (the bytes of one, the journal entry of another):
+            # the resume must neither count nor use them.
             (key, n), *_ = sealed.items()
-            folders = sorted((cache / ".work" / key / "chunks").glob("*-rg*[0-9]"))
-            _flip(folders[0] / "tokens.npy")
-            with open(folders[1] / "lengths.npy", "r+b") as f:
-                f.truncate(10)
+            entries = sorted((cache / ".work" / key / "merged").glob("*.json"))
+            where = json.loads(entries[0].read_text())["splits"]["train"]
+            with open(cache / ".work" / key / ".merge-train.bin", "r+b") as f:
+                f.seek((where["start"] + where["end"]) // 2)
+                byte = f.read(1)[0]
+                f.seek(-1, 1)
+                f.write(bytes([byte ^ 0xFF]))
+            entries[1].write_text(entries[1].read_text()[:10])
             sealed[key] = n - 2
         if point == "tokenize.before_publish:1":
-            # Damage a finished merge: it must be redone (from its still-sealed chunks).
+            # Damage a finished merge: it is redone from scratch (its journal went with it).
             (bin_path,) = list((cache / ".work").glob("*/train.bin"))
             _flip(bin_path)
-            sealed[bin_path.parent.name] = baseline["shards"][names[bin_path.parent.name]]
+            sealed.pop(bin_path.parent.name, None)
         killed = run(
             ["tokenize", "--blend", small.blend, "--quiet"], cache, env={"PIPE_KILL_AT": point}
         )
