@@ -26,7 +26,7 @@ from typing import Any
 from pipeline.artifact import MANIFEST, Artifact, Build, Outcome, Request
 from util.errors import PipeError
 from util.faults import maybe_die
-from util.files import DIGESTS, atomic_write_json, file_sha256, known_digest, read_json
+from util.files import CHECKSUM, DIGESTS, atomic_write_json, file_matches, known_digest, read_json
 from util.timing import Stopwatch
 
 
@@ -76,7 +76,7 @@ class Cache:
         return Artifact(key, stage, path, manifest)
 
     def problems(self, art: Artifact, full: bool = False) -> list[str]:
-        """What no longer matches the manifest: missing files, sizes, and (`full`) sha256.
+        """What no longer matches the manifest: missing files, sizes, and (`full`) checksums.
 
         The size check is a stat per file, cheap enough for every cache hit, and catches the
         usual damage (truncation, a deleted file); `full` re-hashes everything.
@@ -91,8 +91,8 @@ class Cache:
                 continue
             if size != want["bytes"]:
                 found.append(f"{name} has {size} bytes, the manifest says {want['bytes']}")
-            elif full and file_sha256(path) != want["sha256"]:
-                found.append(f"{name} does not match its sha256")
+            elif full and not file_matches(path, want):
+                found.append(f"{name} does not match its checksum")
         return found
 
     def usable(
@@ -177,7 +177,7 @@ class Cache:
         inputs: Any,
         stats: dict,
     ) -> Artifact:
-        """Seal `work` with a manifest (lineage, stats, per-file sha256) and move it into place.
+        """Seal `work` with a manifest (lineage, stats, per-file checksum) and move it into place.
 
         The rename is the commit point: before it the artifact does not exist, after it it is
         whole. A --force rebuild moves the old version aside first, then deletes it.
@@ -188,7 +188,7 @@ class Cache:
         (work / DIGESTS).unlink(missing_ok=True)
         files = {
             str(p.relative_to(work)): {
-                "sha256": known_digest(work, str(p.relative_to(work)), memo),
+                CHECKSUM: known_digest(work, str(p.relative_to(work)), memo),
                 "bytes": p.stat().st_size,
             }
             for p in sorted(work.rglob("*"))

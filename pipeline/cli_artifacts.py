@@ -99,7 +99,7 @@ def artifacts_verify(key: str, cache_dir: Path | None) -> None:
     art = cache.find(key)
     if problems := cache.problems(art, full=True):
         raise PipeError(f"{art.stage} {art.key}: {'; '.join(problems)}")
-    click.echo(f"{art.stage} {art.key}: {len(art.manifest['files'])} files match their sha256")
+    click.echo(f"{art.stage} {art.key}: {len(art.manifest['files'])} files match their checksums")
 
 
 def _report(found: list, dry_run: bool) -> None:

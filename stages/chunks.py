@@ -24,7 +24,7 @@ from stages.engine import HFEngine
 from stages.splits import SPLITS, SplitPlan
 from util.errors import InputError
 from util.faults import maybe_die
-from util.files import atomic_write_json, file_sha256, read_json, writing
+from util.files import CHECKSUM, atomic_write_json, file_checksum, file_matches, read_json, writing
 
 # Big enough that per-chunk costs (a Parquet read, three small files, a receipt) vanish next to
 # encoding, small enough that memory stays flat and a resume redoes little.
@@ -78,11 +78,11 @@ def verified(folder: Path) -> bool:
     receipt = read_json(folder / "receipt.json")
     if not receipt:
         return False
-    for name, digest in receipt["sha256"].items():
-        path = folder / name
-        if not path.is_file() or file_sha256(path) != digest:
-            return False
-    return True
+    digests = receipt.get(CHECKSUM) or {}
+    return bool(digests) and all(
+        (folder / name).is_file() and file_matches(folder / name, {CHECKSUM: digest})
+        for name, digest in digests.items()
+    )
 
 
 def chunk_receipt(work: Path, chunk: Chunk) -> dict[str, Any]:
@@ -146,9 +146,9 @@ def seal(
         with writing(tmp / f"{name}.npy"):
             np.save(tmp / f"{name}.npy", array)
     maybe_die("tokenize.worker_arrays")
-    digests = {p.name: file_sha256(p) for p in sorted(tmp.iterdir())}
+    digests = {p.name: file_checksum(p) for p in sorted(tmp.iterdir())}
     receipt = (
-        {"chunk": chunk.name, "sha256": digests}
+        {"chunk": chunk.name, CHECKSUM: digests}
         | chunk_facts(codes, encoded, encoder)
         | ({"node": node} if node else {})
     )

@@ -23,7 +23,15 @@ from stages.base import Context, Counts
 from stages.readers import MAX_DOCUMENT_BYTES, expand_files, read_files, read_hub, too_big
 from util.errors import InputError, PipeError
 from util.faults import maybe_die
-from util.files import atomic_write_json, file_sha256, read_json, writing
+from util.files import (
+    CHECKSUM,
+    atomic_write_json,
+    file_checksum,
+    file_matches,
+    read_json,
+    remember_digests,
+    writing,
+)
 from util.threads import ahead
 
 NAME = "download"
@@ -104,7 +112,11 @@ def build(parents: list, config: dict[str, Any], work: Path, ctx: Context) -> di
         )
     stats |= {"source": source, "files": len(source)}
     # The shard receipts stay in the artifact: a run killed while publishing then resumes with
-    # every shard verified instead of redoing them all.
+    # every shard verified instead of redoing them all. Their checksums are the manifest's.
+    receipts = {i: read_json(_receipt(work, i)) or {} for i in range(stats["shards"])}
+    remember_digests(
+        work, {shard_name(i): r[CHECKSUM] for i, r in receipts.items() if CHECKSUM in r}
+    )
     return stats
 
 
@@ -271,15 +283,15 @@ def _receipt(out: Path, i: int) -> Path:
 def _shard_is_done(out: Path, i: int) -> bool:
     """A shard counts as written only if its receipt exists and its checksum still matches."""
     path, receipt = out / shard_name(i), read_json(_receipt(out, i))
-    return bool(receipt) and path.is_file() and file_sha256(path) == receipt.get("sha256")
+    return bool(receipt) and path.is_file() and file_matches(path, receipt)
 
 
 def _seal(out: Path, i: int, tmp: Path, docs: int) -> None:
-    digest = file_sha256(tmp)
+    digest = file_checksum(tmp)
     maybe_die("download.shard_tmp")
     tmp.replace(out / shard_name(i))
     maybe_die("download.shard_written")
-    atomic_write_json(_receipt(out, i), {"sha256": digest, "docs": docs})
+    atomic_write_json(_receipt(out, i), {CHECKSUM: digest, "docs": docs})
     maybe_die("download.shard_sealed")
 
 

@@ -11,7 +11,6 @@ not depend on which worker tokenized which chunk, or on how often the run was ki
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +24,14 @@ from stages.chunks import Chunk, chunk_dir, chunk_receipt, verified
 from stages.indexed import indexed_dataset
 from stages.splits import SPLITS
 from util.faults import maybe_die
-from util.files import atomic_write_json, file_sha256, read_json, remember_digests, writing
+from util.files import (
+    CHECKSUM,
+    atomic_write_json,
+    file_checksum,
+    read_json,
+    remember_digests,
+    writing,
+)
 
 JOURNAL = "merged"  # the folder of chunk journal entries, inside the work folder
 
@@ -98,7 +104,7 @@ class Merger:
     def __init__(self, work: Path, chunks: list[Chunk], dtype: Callable[[], str]) -> None:
         self.work, self.dtype = work, dtype
         self.builders: dict[str, Any] = {}
-        self.digests = {s: hashlib.sha256() for s in SPLITS}  # of the whole files, as written
+        self.digests = {s: xxhash.xxh3_128() for s in SPLITS}  # of the whole files, as written
         self.ends = dict.fromkeys(SPLITS, 0)
         self.receipts: list[dict[str, Any]] = []
         self.kept = self._recover(chunks)
@@ -158,9 +164,9 @@ class Merger:
             maybe_die("tokenize.merge_split")
         totals["engine"] = engine_counts(self.receipts)
         digests = {f"{s}.bin": self.digests[s].hexdigest() for s in self.builders}
-        digests |= {f"{s}.idx": file_sha256(self.work / f"{s}.idx") for s in self.builders}
+        digests |= {f"{s}.idx": file_checksum(self.work / f"{s}.idx") for s in self.builders}
         remember_digests(self.work, digests)
-        atomic_write_json(self.work / "receipt.json", {"sha256": digests})
+        atomic_write_json(self.work / "receipt.json", {CHECKSUM: digests})
         atomic_write_json(self.work / "merged.json", {"stats": totals})
         maybe_die("tokenize.merged")
         drop_resume_files(self.work)

@@ -16,7 +16,7 @@ from conftest import ROOT
 from xxhash import xxh3_128_hexdigest
 
 from pipeline.cache import Cache
-from util.files import file_sha256, read_json
+from util.files import file_checksum, read_json
 
 # Small shards so that a 2,000-document corpus gives 20 download shards, each one tokenize chunk.
 LAYOUT = {"PIPE_DOCS_PER_SHARD": "100", "PIPE_DOCS_PER_ROW_GROUP": "50"}
@@ -94,7 +94,7 @@ def snapshot(cache: Path) -> dict:
     snap: dict = {}
     for art in Cache(cache).all():
         snap[(art.stage, art.manifest["name"], art.key)] = {
-            name: f["sha256"]
+            name: f["xxh3"]
             for name, f in art.manifest["files"].items()
             if name != "blend.json"  # holds absolute paths: compared below, root replaced
         }
@@ -105,7 +105,7 @@ def snapshot(cache: Path) -> dict:
 
 def assert_nothing_partial(cache: Path) -> None:
     """Every folder under a stage is a whole, published artifact: manifest present, every file
-    in it matching its sha256, and no file outside it. Unfinished work stays under .work."""
+    in it matching its checksum, and no file outside it. Unfinished work stays under .work."""
     store = Cache(cache)
     listed = {(a.stage, a.key) for a in store.all()}
     for stage_dir in store.root.iterdir():
@@ -125,13 +125,13 @@ def assert_nothing_partial(cache: Path) -> None:
 
 
 def sealed_shards(cache: Path) -> dict[Path, list[Path]]:
-    """Per download work folder: the shards a resumed run must keep (receipt + sha256 match)."""
+    """Per download work folder: the shards a resumed run must keep (receipt + checksum match)."""
     sealed = {}
     for work in (Cache(cache).root / ".work").iterdir():
         shards = []
         for shard in sorted(work.glob("part-*.parquet")):
             receipt = read_json(work / f".{shard.name}.done")
-            if receipt and file_sha256(shard) == receipt["sha256"]:
+            if receipt and file_checksum(shard) == receipt["xxh3"]:
                 shards.append(shard)
         if shards:
             sealed[work] = shards
@@ -142,7 +142,7 @@ def sealed_chunks(cache: Path) -> dict[str, int]:
     """Per unfinished tokenize work key: how many chunks a resume must not tokenize again,
     checked here independently of pipe's code: chunks journaled by the merge whose bytes in
     the partial bin files still match the journal's xxh3, and chunks sealed by Ray workers
-    whose files match their receipt's sha256."""
+    whose files match their receipt's checksums."""
     sealed = {}
     for work in (Cache(cache).root / ".work").iterdir():
         n = 0
@@ -156,8 +156,8 @@ def sealed_chunks(cache: Path) -> dict[str, int]:
             receipt = read_json(receipt_path)
             folder = receipt_path.parent
             n += bool(receipt) and all(
-                (folder / f).is_file() and file_sha256(folder / f) == d
-                for f, d in receipt["sha256"].items()
+                (folder / f).is_file() and file_checksum(folder / f) == d
+                for f, d in receipt["xxh3"].items()
             )
         if n and not (work / "merged.json").exists():
             sealed[work.name] = n

@@ -82,7 +82,7 @@ def test_cache_reuse_force_and_key_change_on_edit(tmp_path: Path) -> None:
     assert not edited["reused"] and edited["artifact"] != first["artifact"]
     assert len(_rows(edited)) == 21
     manifest = json.loads((Path(edited["path"]) / "manifest.json").read_text())
-    assert manifest["inputs"][0]["sha256"] and manifest["files"]["part-00000.parquet"]["sha256"]
+    assert manifest["inputs"][0]["sha256"] and manifest["files"]["part-00000.parquet"]["xxh3"]
 
 
 def test_empty_documents_are_skipped_and_counted(tmp_path: Path) -> None:

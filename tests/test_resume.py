@@ -265,7 +265,7 @@ def test_damaged_published_tokens_are_rebuilt_not_reused(
     baseline: dict, small: Corpus, tmp_path: Path
 ) -> None:
     """A published bin that lost bytes is caught on reuse (size check) and by `artifacts verify`
-    (sha256) when only a byte flipped; tokenize rebuilds it to the original bytes."""
+    (checksum) when only a byte flipped; tokenize rebuilds it to the original bytes."""
     cache = tmp_path / "cache"
     shutil.copytree(baseline["cache"], cache)
     store = Cache(cache)
@@ -273,7 +273,7 @@ def test_damaged_published_tokens_are_rebuilt_not_reused(
     _flip(tokens[0].path / "train.bin")
     verify = run(["artifacts", "verify", tokens[0].key], cache)
     assert verify.code == 1
-    assert f"{tokens[0].key}: train.bin does not match its sha256" in _flat(verify.err)
+    assert f"{tokens[0].key}: train.bin does not match its checksum" in _flat(verify.err)
     assert run(["artifacts", "verify", tokens[1].key], cache).code == 0
     with open(tokens[0].path / "train.bin", "r+b") as f:
         f.truncate(1000)
