@@ -3,8 +3,9 @@
 Once megatron-core (torch) is loaded, tearing the interpreter down (module by module, then a
 last collection of half a million objects) costs about a second of the command's wall time
 and does nothing a finished command needs: pipe's files are closed and synced by then. What
-matters is kept: other threads are joined, exit handlers run (Ray's shutdown, logging's flush),
-stdout and stderr are flushed.
+matters is kept: other threads end as at a normal exit (thread pools told to stop, non-daemon
+threads joined), exit handlers run (Ray's shutdown, logging's flush), stdout and stderr are
+flushed.
 """
 
 from __future__ import annotations
@@ -23,9 +24,7 @@ def run_and_exit(command: Callable[[], object]) -> None:
         code: object = 0
     except SystemExit as e:
         code = e.code
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    threading._shutdown()  # as the interpreter's exit does: executors' exit hooks, then joins
     if not isinstance(code, int):  # sys.exit("message") prints it and means failure
         if code is not None:
             print(code, file=sys.stderr)
