@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -297,16 +298,16 @@ def _seal(out: Path, i: int, tmp: Path, docs: int) -> None:
 
 def _row_groups(rows: pa.Table, per_group: int) -> Iterator[tuple[int, int]]:
     """(start, length) of row groups of at most `per_group` docs or BYTES_PER_ROW_GROUP of
-    text (a group closes with the document that reaches that size)."""
-    sizes = pc.binary_length(rows.column("text").cast(pa.large_binary())).to_numpy()
-    start, size = 0, 0
-    for k, n in enumerate(sizes):
-        size += int(n)
-        if k + 1 - start >= per_group or size >= BYTES_PER_ROW_GROUP:
-            yield start, k + 1 - start
-            start, size = k + 1, 0
-    if start < len(rows):
-        yield start, len(rows) - start
+    text (a group closes with the document that reaches that size). One step per group, not
+    per document: this runs beside the encoder and the imports, which want the interpreter."""
+    ends = np.cumsum(pc.binary_length(rows.column("text")).to_numpy(zero_copy_only=False))
+    start = 0
+    while start < len(rows):
+        base = int(ends[start - 1]) if start else 0
+        by_bytes = int(np.searchsorted(ends, base + BYTES_PER_ROW_GROUP))  # first to reach it
+        last = min(by_bytes, start + per_group - 1, len(rows) - 1)
+        yield start, last + 1 - start
+        start = last + 1
 
 
 def _remove_stale_shards(out: Path, n: int) -> None:

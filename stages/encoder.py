@@ -15,7 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from stages.engine import HFEngine, make_engine
+from stages.engine import HFEngine, make_engine, read_tokenizer_json, reference_tokenizer
 from stages.engine_text import unstable_table
 from util.errors import InputError, PipeError
 from util.files import read_json
@@ -67,10 +67,8 @@ _EOS_FILES = ("tokenizer_config.json", "special_tokens_map.json")
 
 @cache
 def _facts(where: str, stamps: tuple) -> dict[str, int]:
-    from tokenizers import Tokenizer
-
     folder = Path(where)
-    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tok = reference_tokenizer(read_tokenizer_json(folder))
     eos = None
     for name in _EOS_FILES:
         config = read_json(folder / name) or {}

@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import os
 from dataclasses import dataclass, fields
+from functools import cache
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -88,6 +89,15 @@ def set_threads(threads: int | None) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "true" if threads > 1 else "false"
 
 
+@cache
+def reference_tokenizer(tokenizer_json: str) -> Any:
+    """HF `tokenizers`' Tokenizer of this tokenizer.json text, built once per process (half a
+    second: the tokenize stage's facts and its engine share it)."""
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_str(tokenizer_json)
+
+
 class HFEngine:
     """HF `tokenizers`: the reference every engine must match, and the fallback engine."""
 
@@ -96,9 +106,7 @@ class HFEngine:
     def __init__(
         self, tokenizer_json: str, eod: int, piece_bytes: int = 1 << 20, window: int = 4096
     ) -> None:
-        from tokenizers import Tokenizer
-
-        self.hf = Tokenizer.from_str(tokenizer_json)
+        self.hf = reference_tokenizer(tokenizer_json)
         self.eod, self.piece_bytes, self.window = eod, piece_bytes, window
         self.version = version("tokenizers")
         self.note = ""  # why `auto` fell back to this engine, if it did
