@@ -18,7 +18,6 @@ on a window around each cut), so memory is bounded by the piece, not the documen
 
 from __future__ import annotations
 
-import itertools
 import os
 from dataclasses import dataclass, fields
 from functools import cache
@@ -133,10 +132,11 @@ class HFEngine:
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def _hf_group(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        encs = self.hf.encode_batch_fast(texts, add_special_tokens=False)
-        lengths = np.fromiter((len(e.ids) for e in encs), np.int64, len(encs))
-        ids = itertools.chain.from_iterable(e.ids for e in encs)
-        return np.fromiter(ids, np.int32, int(lengths.sum())), lengths
+        ids = [e.ids for e in self.hf.encode_batch_fast(texts, add_special_tokens=False)]
+        lengths = np.fromiter(map(len, ids), np.int64, len(ids))
+        if not ids:
+            return np.zeros(0, np.int32), lengths
+        return np.concatenate([np.asarray(doc, np.int32) for doc in ids]), lengths
 
     def finish(
         self, flat: np.ndarray, lengths: np.ndarray, counts: np.ndarray, stats: EncodeStats

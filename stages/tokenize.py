@@ -108,7 +108,7 @@ def build(parents: list, config: dict[str, Any], work: Path, ctx: Context) -> di
                         merge_sealed(merger, chunk)
                     stats = merger.finish() | {"nodes": nodes}
                 else:
-                    _run_here(ctx, job, merger)
+                    timing |= _run_here(ctx, job, merger)
                     timing["tokenize_s"] = round(clock.lap(), 3)
                     stats = merger.finish()
         timing["merge_s"] = round(clock.lap(), 3)  # what is left of it after the last chunk
@@ -147,13 +147,18 @@ def _advance(bar: Any, receipt: dict[str, Any]) -> None:
     bar.advance(sum(s["docs"] for s in splits), sum(s["tokens"] for s in splits))
 
 
-def _run_here(ctx: Context, job: _Job, merger: Merger) -> None:
+def _run_here(ctx: Context, job: _Job, merger: Merger) -> dict[str, float]:
     """Every chunk in this process, in order, as a pipeline: the next chunk is read on one
     thread, and the last one written into the bin/idx files on another, while the engine
     encodes this one on every core (GigaToken and HF `tokenizers` release the GIL while they
-    encode). A chunk's tokens are written once, straight into the output files."""
+    encode). A chunk's tokens are written once, straight into the output files.
+    Returns where this thread's time went (seconds): waiting for the engine's load, encoding,
+    waiting for the reader, waiting for the writer."""
     arm()
+    clock = Stopwatch()
     encoder = encoder_for(job.spec, ctx.workers)
+    spent = dict.fromkeys(("engine_wait_s", "encode_s", "read_wait_s", "write_wait_s"), 0.0)
+    spent["engine_wait_s"] = clock.lap()
 
     def write(chunk: Chunk, ids: list[str] | None, encoded: Any) -> None:
         if ids is None:  # merged by a killed run, or sealed by a Ray worker
@@ -167,17 +172,23 @@ def _run_here(ctx: Context, job: _Job, merger: Merger) -> None:
     with ThreadPoolExecutor(1) as writer:
         last: Future | None = None
         loads = ahead(load(c) if c in job.pending else None for c in job.chunks)
+        clock.lap()
         for chunk, loaded in zip(job.chunks, loads, strict=True):
+            spent["read_wait_s"] += clock.lap()
             ids, encoded = None, None
             if loaded is not None:
                 ids, texts = loaded
                 encoded = encoder.encode(texts)
                 del texts, loaded
+                spent["encode_s"] += clock.lap()
             if last is not None:
                 last.result()  # one chunk in flight: memory stays flat
             last = writer.submit(write, chunk, ids, encoded)
+            spent["write_wait_s"] += clock.lap()
         if last is not None:
             last.result()
+        spent["write_wait_s"] += clock.lap()
+    return {k: round(v, 3) for k, v in spent.items()}
 
 
 def _run_on_ray(ctx: Context, job: _Job, merger: Merger) -> dict[str, int]:
