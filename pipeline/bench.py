@@ -130,6 +130,7 @@ def bench_scale(
     row["download_mb_s"] = download["stats"]["chars"] / download["stats"]["seconds"] / 1e6
     shutil.rmtree(cache)
     row["pipe_tokenizing_tok_s"] = row["tokens"] / stats["timing"]["tokenize_s"]
+    row["pipe_encoding_tok_s"] = row["tokens"] / stats["timing"]["encode_s"]
     row["engine"] = stats["engine"]
     return row
 
@@ -153,7 +154,8 @@ def table(rows: list[dict[str, Any]], cores: int, workers: int | None, corpus: s
     head = (
         "| corpus | docs | tokens | GigaToken ceiling tok/s | HF ceiling tok/s | peer s "
         "(Megatron-LM fast path) | pipe cold s | speed-up vs peer | pipe tokenizing tok/s "
-        "| / GigaToken ceiling | download alone MB/s | cache hit s | peak RSS peer / pipe MB |"
+        "| / GigaToken ceiling | pipe encoding tok/s | / ceiling | download alone MB/s "
+        "| cache hit s | peak RSS peer / pipe MB |"
     )
     pipe_cores = f"; pipe's engine on {workers}" if workers else ""
     lines = [f"{cores} cores{pipe_cores}.", "", head, "|" + "---|" * (head.count("|") - 1)]
@@ -164,6 +166,8 @@ def table(rows: list[dict[str, Any]], cores: int, workers: int | None, corpus: s
             f"{r['gigatoken_tok_s']:,.0f} | {hf} | {r['peer_s']:.1f} | {r['pipe_s']:.1f} | "
             f"{r['peer_s'] / r['pipe_s']:.2f} | {r['pipe_tokenizing_tok_s']:,.0f} | "
             f"{r['pipe_tokenizing_tok_s'] / r['gigatoken_tok_s']:.2f} | "
+            f"{r['pipe_encoding_tok_s']:,.0f} | "
+            f"{r['pipe_encoding_tok_s'] / r['gigatoken_tok_s']:.2f} | "
             f"{r['download_mb_s']:,.0f} | {r['cached_s']:.2f} | "
             f"{r['peer_rss_mb']:,.0f} / {r['pipe_rss_mb']:,.0f} |"
         )
