@@ -48,7 +48,7 @@ def _version(package: str) -> str | None:
 
 def tokenizer_facts(where: str) -> dict[str, int]:
     """EOD id and vocabulary size, read the way transformers reads them, without importing it.
-    Read once per process and version of the files (loading tokenizer.json takes a second)."""
+    Read once per process and version of the files (loading tokenizer.json takes half a second)."""
     folder = Path(where)
     if not (folder / "tokenizer.json").is_file():
         raise InputError(

@@ -27,8 +27,8 @@ _UNSTABLE_CATEGORIES = ("Cn", "Co", "Cs")  # unassigned, private use, surrogate
 
 def as_large_strings(texts: Sequence[str] | pa.Array | pa.ChunkedArray) -> pa.LargeStringArray:
     """One contiguous large_string array (nulls as empty text) from a list or arrow data."""
-    if isinstance(texts, pa.ChunkedArray):
-        texts = texts.combine_chunks()
+    if isinstance(texts, pa.ChunkedArray):  # cast first: 32-bit offsets overflow past 2 GiB
+        texts = texts.cast(pa.large_string()).combine_chunks()
     if not isinstance(texts, pa.Array):
         texts = pa.array(texts, pa.large_string())
     if texts.type != pa.large_string():

@@ -12,6 +12,7 @@ not depend on which worker tokenized which chunk, or on how often the run was ki
 from __future__ import annotations
 
 import io
+import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from util.faults import maybe_die
 from util.files import (
     CHECKSUM,
     atomic_write_json,
+    atomic_write_text,
     file_checksum,
     read_json,
     remember_digests,
@@ -135,7 +137,8 @@ class Merger:
                 "xxh3": part.hexdigest(),
                 "lengths": lengths,
             }
-        atomic_write_json(self.work / JOURNAL / f"{chunk.name}.json", entry)
+        # compact: an entry lists every document's length
+        atomic_write_text(self.work / JOURNAL / f"{chunk.name}.json", json.dumps(entry))
         self.receipts.append(receipt)
         maybe_die("tokenize.merge_chunk")
 
@@ -179,7 +182,8 @@ class Merger:
 
     def _recover(self, chunks: list[Chunk]) -> dict[str, dict[str, Any]]:
         """Journal entries of a killed run whose bytes still match, by chunk name; that run's
-        partial files are kept aside (`.old`) until they are carried over."""
+        partial files are kept aside (`.old`) until they are carried over. (A run killed again
+        before it carried them all over redoes those it had not.)"""
         entries = [read_json(self.work / JOURNAL / f"{c.name}.json") for c in chunks]
         shutil.rmtree(self.work / JOURNAL, ignore_errors=True)
         for split in SPLITS:

@@ -103,8 +103,8 @@ def _table(group: list[Record]) -> pa.Table:
 
 def _read_jsonl(path: Path, name: str, text_field: str, id_field: str) -> Iterator[pa.Table]:
     """Blocks of whole lines parsed by arrow's multi-threaded JSON reader; a block it cannot
-    take as is (blank lines, bad JSON, odd types, bad UTF-8) is parsed line by line to name the
-    first bad line."""
+    take as is (bad JSON, odd types, bad UTF-8) is parsed line by line to name the first bad
+    line."""
     for first, body, count in _line_blocks(path):
         try:
             yield _parse_block(body, count, first, name, text_field, id_field)
@@ -165,21 +165,33 @@ def _whole_lines_before_damage(path: Path) -> int:
 def _parse_block(
     body: memoryview, count: int, first: int, name: str, text_field: str, id_field: str
 ) -> pa.Table:
-    """`count` lines, one JSON object each (a blank line, which arrow would skip, sends the
-    block to the line-by-line reader, which keeps it as an empty document)."""
+    """`count` lines, one JSON object each or blank (arrow skips blank lines; they are kept
+    here as empty documents, counted as skipped later)."""
     parsed = pj.read_json(pa.BufferReader(pa.py_buffer(body)))
-    if parsed.num_rows != count:
+    blank = _blank_lines(body, count) if parsed.num_rows != count else None
+    if blank is not None and parsed.num_rows != count - int(blank.sum()):
         raise _NotPlain()
     text = _column(parsed, text_field, (pa.string(),))
     if text is None or text.null_count:
         raise _NotPlain()  # a missing field reads as null: the line-by-line reader tells them apart
     ids = _column(parsed, id_field, (pa.string(), pa.int64(), pa.null()))
-    ids = pa.nulls(count, pa.string()) if ids is None else ids.cast(pa.string())
+    ids = pa.nulls(parsed.num_rows, pa.string()) if ids is None else ids.cast(pa.string())
     text = text.cast(pa.string())
     text.validate(full=True)  # arrow's JSON reader lets invalid UTF-8 through: refuse it here
+    if blank is not None:  # each row to its line; a blank line reads as an empty text
+        where = pa.array(np.cumsum(~blank) - 1)
+        mask = pa.array(blank)
+        text = pc.if_else(mask, "", text.take(pc.if_else(mask, None, where)))
+        ids = ids.take(pc.if_else(mask, None, where))
     numbers = pa.array(np.arange(first, first + count)).cast(pa.string())
     refs = pc.binary_join_element_wise(name, numbers, ":")
     return pa.Table.from_arrays([ids, text, refs], schema=BATCH)
+
+
+def _blank_lines(body: memoryview, count: int) -> np.ndarray:
+    """Which of the block's lines are blank (only for a block that has some)."""
+    lines = bytes(body).split(b"\n")[:count]
+    return np.fromiter((not line.strip() for line in lines), bool, count)
 
 
 def _column(table: pa.Table, field: str, types: tuple) -> pa.ChunkedArray | None:

@@ -179,3 +179,25 @@ def test_cache_dir_from_environment(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1])["path"].startswith(str(env_cache))
+
+
+def test_jsonl_blocks_keep_every_line_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whole-line blocks (lines counted, not split) keep blank lines as empty documents on
+    their own line numbers, and a last line without a newline, across block boundaries, all
+    through arrow's reader (the line-by-line reader is never needed here)."""
+    from stages import readers
+
+    lines = ['{"id": "x", "text": "a"}', "", '{"text": "b"}', "   ", '{"id": "7", "text": "c"}']
+    path = tmp_path / "f.jsonl"
+    path.write_text("\n".join(lines * 60_000))  # 1.9 MB: read 1 MiB at a time
+    original = readers._line_blocks
+    monkeypatch.setattr(readers, "_line_blocks", lambda p: original(p, block=16 << 10))
+    monkeypatch.setattr(readers, "_parse_lines", None)  # calling it would fail the test
+    tables = list(readers._read_jsonl(path, "f.jsonl", "text", "id"))
+    rows = [r for t in tables for r in t.to_pylist()]
+    assert len(tables) >= 3 and len(rows) == 300_000  # cut into several blocks
+    assert [r["text"] for r in rows[:5]] == ["a", "", "b", "", "c"]
+    assert [r["id"] for r in rows[:5]] == ["x", None, None, None, "7"]
+    assert [r["ref"] for r in rows] == [f"f.jsonl:{n}" for n in range(1, 300_001)]

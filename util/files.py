@@ -13,7 +13,6 @@ from typing import Any
 
 import xxhash
 
-
 CHECKSUM = "xxh3"  # what receipts and manifests call a file's checksum
 
 
