@@ -201,3 +201,32 @@ def test_jsonl_blocks_keep_every_line_in_place(
     assert [r["text"] for r in rows[:5]] == ["a", "", "b", "", "c"]
     assert [r["id"] for r in rows[:5]] == ["x", None, None, None, "7"]
     assert [r["ref"] for r in rows] == [f"f.jsonl:{n}" for n in range(1, 300_001)]
+
+
+def test_row_groups_cut_per_group_as_the_per_document_rule_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Row groups close with the document that reaches the byte size or the document count,
+    found one group at a time; checked against the rule walked document by document."""
+    import random
+
+    from stages import download
+
+    def by_document(sizes: list[int], per_group: int, limit: int) -> list[tuple[int, int]]:
+        out, start, size = [], 0, 0
+        for k, n in enumerate(sizes):
+            size += n
+            if k + 1 - start >= per_group or size >= limit:
+                out.append((start, k + 1 - start))
+                start, size = k + 1, 0
+        return out + ([(start, len(sizes) - start)] if start < len(sizes) else [])
+
+    rng = random.Random(0)
+    for _ in range(500):
+        sizes = [rng.choice([0, 1, 3, 10, 25, 60]) for _ in range(rng.randint(0, 60))]
+        limit, per_group = rng.randint(1, 50), rng.randint(1, 20)
+        monkeypatch.setattr(download, "BYTES_PER_ROW_GROUP", limit)
+        parts = (sizes[: len(sizes) // 2], sizes[len(sizes) // 2 :])
+        text = pa.chunked_array([pa.array(["x" * n for n in p], pa.string()) for p in parts])
+        got = list(download._row_groups(pa.table({"text": text}), per_group))
+        assert got == by_document(sizes, per_group, limit), (sizes, per_group, limit)
