@@ -15,7 +15,7 @@ from pipeline.cache import Cache
 from pipeline.fingerprint import tokenizer_folder
 from pipeline.plan import Planner, Step
 from pipeline.sample import Sample, sample_files, sample_shards
-from stages.download import Layout, expand_files
+from stages.download import SHARD_OPTIONS, Layout, expand_files
 from stages.encoder import EncoderSpec, encoder_for, engine_key, tokenizer_facts
 from stages.splits import SPLITS
 from util.errors import PipeError
@@ -184,8 +184,7 @@ def _parquet_bytes_per_char(sample: Sample, compression: str) -> float:
         return 0.0
     buf = pa.BufferOutputStream()
     table = pa.table({"text": pa.array(sample.texts, pa.string())})
-    options = {"use_dictionary": False, "write_statistics": False}
-    pq.write_table(table, buf, compression=compression, **options)
+    pq.write_table(table, buf, compression=compression, **SHARD_OPTIONS)
     return buf.getvalue().size / max(1, sample.sample_chars)
 
 

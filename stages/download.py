@@ -49,6 +49,9 @@ SCHEMA = pa.schema(
     ]
 )
 SHARD_COMPRESSIONS = ("none", "zstd", "lz4", "snappy")
+# No dictionaries (text and ids are unique: trying them costs time, and reading them back 3x)
+# and no statistics (nothing filters on them).
+SHARD_OPTIONS = {"use_dictionary": False, "write_statistics": False}
 DOCS_PER_SHARD = 50_000
 # a row group is one tokenize task: small enough to spread over cores
 DOCS_PER_ROW_GROUP = 1_000
@@ -113,11 +116,7 @@ def build(parents: list, config: dict[str, Any], work: Path, ctx: Context) -> di
         )
     stats |= {"source": source, "files": len(source)}
     # The shard receipts stay in the artifact: a run killed while publishing then resumes with
-    # every shard verified instead of redoing them all. Their checksums are the manifest's.
-    receipts = {i: read_json(_receipt(work, i)) or {} for i in range(stats["shards"])}
-    remember_digests(
-        work, {shard_name(i): r[CHECKSUM] for i, r in receipts.items() if CHECKSUM in r}
-    )
+    # every shard verified instead of redoing them all.
     return stats
 
 
@@ -174,6 +173,7 @@ def write_shards(
         writer.submit(shards.finish).result()
     shard, reused = shards.shard, shards.reused
     _remove_stale_shards(out, shard)
+    remember_digests(out, shards.digests)  # the manifest's checksums: publishing reads none
     return {
         "docs": counts.docs,
         "chars": counts.chars,
@@ -216,6 +216,7 @@ class ShardWriter:
         self.out, self.layout = out, layout
         self.shard = self.reused = self.in_shard = 0
         self.sealed = False
+        self.digests: dict[str, str] = {}  # shard name -> checksum, as written or verified
         self.buffer: pa.Table | None = None
         self.writer: pq.ParquetWriter | None = None
 
@@ -239,16 +240,13 @@ class ShardWriter:
             self._close()
 
     def _open(self) -> None:
-        self.sealed = _shard_is_done(self.out, self.shard)
+        receipt = _sealed_receipt(self.out, self.shard)
+        self.sealed = receipt is not None
+        if receipt and CHECKSUM in receipt:
+            self.digests[shard_name(self.shard)] = receipt[CHECKSUM]
         if not self.sealed:
             self.tmp = (self.out / shard_name(self.shard)).with_suffix(".parquet.tmp")
-            # No dictionaries (text and ids are unique: trying them costs time, and reading
-            # them back 3x) and no statistics (nothing filters on them).
-            options = {
-                "compression": self.layout.compression,
-                "use_dictionary": False,
-                "write_statistics": False,
-            }
+            options = SHARD_OPTIONS | {"compression": self.layout.compression}
             with writing(self.tmp):
                 self.writer = pq.ParquetWriter(self.tmp, SCHEMA, **options)
 
@@ -269,7 +267,8 @@ class ShardWriter:
         else:
             with writing(self.tmp):
                 self.writer.close()
-            _seal(self.out, self.shard, self.tmp, self.in_shard)
+            digest = _seal(self.out, self.shard, self.tmp, self.in_shard)
+            self.digests[shard_name(self.shard)] = digest
         self.shard, self.in_shard, self.writer, self.buffer = self.shard + 1, 0, None, None
 
 
@@ -281,19 +280,21 @@ def _receipt(out: Path, i: int) -> Path:
     return out / f".{shard_name(i)}.done"
 
 
-def _shard_is_done(out: Path, i: int) -> bool:
-    """A shard counts as written only if its receipt exists and its checksum still matches."""
+def _sealed_receipt(out: Path, i: int) -> dict[str, Any] | None:
+    """A shard's receipt if the shard counts as written: the receipt exists and the shard's
+    checksum still matches it."""
     path, receipt = out / shard_name(i), read_json(_receipt(out, i))
-    return bool(receipt) and path.is_file() and file_matches(path, receipt)
+    return receipt if receipt and path.is_file() and file_matches(path, receipt) else None
 
 
-def _seal(out: Path, i: int, tmp: Path, docs: int) -> None:
+def _seal(out: Path, i: int, tmp: Path, docs: int) -> str:
     digest = file_checksum(tmp)
     maybe_die("download.shard_tmp")
     tmp.replace(out / shard_name(i))
     maybe_die("download.shard_written")
     atomic_write_json(_receipt(out, i), {CHECKSUM: digest, "docs": docs})
     maybe_die("download.shard_sealed")
+    return digest
 
 
 def _row_groups(rows: pa.Table, per_group: int) -> Iterator[tuple[int, int]]:

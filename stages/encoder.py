@@ -55,11 +55,17 @@ def tokenizer_facts(where: str) -> dict[str, int]:
             f"tokenizer {where!r}: pipe needs a fast tokenizer (tokenizer.json); this folder "
             f"has none"
         )
-    stamps = tuple(
-        (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else None
-        for p in (folder / n for n in ("tokenizer.json", *_EOS_FILES))
-    )
+    stamps = tuple(_stamp(folder / name) for name in ("tokenizer.json", *_EOS_FILES))
     return dict(_facts(where, stamps))
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """(size, mtime) of a file, None if it is absent: what tells a changed file apart."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 _EOS_FILES = ("tokenizer_config.json", "special_tokens_map.json")

@@ -109,7 +109,7 @@ def _read_jsonl(path: Path, name: str, text_field: str, id_field: str) -> Iterat
         try:
             yield _parse_block(body, count, first, name, text_field, id_field)
         except (pa.ArrowException, _NotPlain):
-            lines = bytes(body).split(b"\n")[:count]
+            lines = _lines(body, count)
             yield from batched(_parse_lines(lines, first, path, name, text_field, id_field))
 
 
@@ -190,8 +190,12 @@ def _parse_block(
 
 def _blank_lines(body: memoryview, count: int) -> np.ndarray:
     """Which of the block's lines are blank (only for a block that has some)."""
-    lines = bytes(body).split(b"\n")[:count]
-    return np.fromiter((not line.strip() for line in lines), bool, count)
+    return np.fromiter((not line.strip() for line in _lines(body, count)), bool, count)
+
+
+def _lines(body: memoryview, count: int) -> list[bytes]:
+    """A block's lines, split in Python: only where arrow could not take it whole."""
+    return bytes(body).split(b"\n")[:count]
 
 
 def _column(table: pa.Table, field: str, types: tuple) -> pa.ChunkedArray | None:

@@ -23,16 +23,15 @@ def file_checksum(path: Path, chunk: int = 8 << 20) -> str:
     copy) at memory speed; sha256 cost a second of CPU per 1.7 GB, on every file pipe writes.
     Identities of a user's inputs stay sha256 (pipeline/fingerprint.py), as hubs publish them.
     """
-    h = xxhash.xxh3_128()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+    return _file_digest(path, xxhash.xxh3_128(), chunk)
 
 
 def file_sha256(path: Path, chunk: int = 8 << 20) -> str:
     """Hex sha256 of a file (an input's identity), read in chunks so memory stays flat."""
-    h = hashlib.sha256()
+    return _file_digest(path, hashlib.sha256(), chunk)
+
+
+def _file_digest(path: Path, h: Any, chunk: int) -> str:
     with open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
@@ -52,7 +51,10 @@ DIGESTS = ".checksums.json"
 
 def remember_digests(folder: Path, digests: dict[str, str]) -> None:
     """Record checksums a build already computed, with each file's size and mtime, so that
-    publishing the folder does not read those files again (see `known_digest`)."""
+    publishing the folder does not read those files again (see `known_digest`). Nothing to
+    record writes nothing (a build that wrote no file leaves its work folder empty)."""
+    if not digests:
+        return
     entries = {}
     for name, digest in digests.items():
         st = (folder / name).stat()
