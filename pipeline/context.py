@@ -7,7 +7,8 @@ cluster it started itself is stopped, a joined one (`--ray-address ADDRESS`) is 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ class Context:
     outcomes: dict[str, Outcome] = field(default_factory=dict)  # by key, as first ensured
     _stack: ExitStack = field(default_factory=ExitStack)
     _ray: Any = None
+    _warm_ups: list[threading.Thread] = field(default_factory=list)
 
     def say(self, message: str) -> None:
         self.display.say(message)
@@ -38,6 +40,16 @@ class Context:
     @property
     def show_progress(self) -> bool:
         return self.display.live
+
+    def warm_up(self, work: Callable[[], None]) -> None:
+        """Start `work` (a stage's warm_up) on a thread, beside the builds that follow."""
+        thread = threading.Thread(target=work, daemon=True, name="warm-up")
+        self._warm_ups.append(thread)
+        thread.start()
+
+    @property
+    def warming_up(self) -> bool:
+        return any(t.is_alive() for t in self._warm_ups)
 
     def ray(self) -> Any:
         if self._ray is None:

@@ -8,7 +8,6 @@ cache hit touches nothing but manifests.
 from __future__ import annotations
 
 import importlib
-import threading
 from pathlib import Path
 from types import ModuleType
 
@@ -43,7 +42,7 @@ def ensure(step: Step | Artifact, cache: Cache, ctx: Context, force: set[str]) -
     def ensure_parents() -> None:
         if hasattr(module, "warm_up"):  # e.g. slow imports, done while the parents build
             config = step.request.config | step.runtime
-            threading.Thread(target=module.warm_up, args=(config, ctx), daemon=True).start()
+            ctx.warm_up(lambda: module.warm_up(config, ctx))
         parents.extend(_artifact(ensure(p, cache, ctx, force)) for p in step.parents)
 
     def build(work: Path) -> dict:

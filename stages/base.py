@@ -47,6 +47,12 @@ class Context(Protocol):
     @property
     def show_progress(self) -> bool: ...
 
+    @property
+    def warming_up(self) -> bool:
+        """Whether a stage's warm_up (imports, loads) is running on a thread of this process:
+        a build's own Python work then shares the interpreter lock with it."""
+        ...
+
 
 @dataclass
 class Counts:

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from stages.base import Context, Counts
 from stages.readers import MAX_DOCUMENT_BYTES, expand_files, read_files, read_hub, too_big
+from util.child import call_in_child
 from util.errors import InputError, PipeError
 from util.faults import maybe_die
 from util.files import (
@@ -73,7 +74,37 @@ class Layout:
 
 
 def build(parents: list, config: dict[str, Any], work: Path, ctx: Context) -> dict[str, Any]:
-    """Stream the source into shards in `work`; resume the shards an earlier attempt sealed."""
+    """Stream the source into shards in `work`; resume the shards an earlier attempt sealed.
+    While a warm-up runs beside it (tokenize's imports, which want the interpreter lock too),
+    the work runs in a process of its own (util/child.py), its progress drawn here."""
+    name = config["dataset"]
+    with ctx.bar(f"download {name}", config["limit"], "chars") as bar:
+        if ctx.warming_up:
+            stats = call_in_child(download, (config, work), bar.advance, f"download {name}")
+        else:
+            stats = download(config, work, bar.advance)
+    source = config.get("files") or [config["hf_path"]]
+    if stats["docs"] == 0:
+        skipped = ", ".join(f"{k}={v}" for k, v in stats["skipped"].items()) or "none"
+        raise PipeError(
+            f"dataset {name!r}: no documents to keep in {', '.join(source)} (skipped: "
+            f"{skipped}); check that the files hold text in field {config['text_field']!r}"
+        )
+    if stats["reused_shards"]:
+        ctx.say(
+            f"download {name}: resumed, {stats['reused_shards']} of "
+            f"{stats['shards']} shards already written and verified"
+        )
+    stats |= {"source": source, "files": len(source)}
+    # The shard receipts stay in the artifact: a run killed while publishing then resumes with
+    # every shard verified instead of redoing them all.
+    return stats
+
+
+def download(
+    config: dict[str, Any], work: Path, on_progress: Callable[[int, int], None]
+) -> dict[str, Any]:
+    """The source named by `config` into shards in `work` (write_shards' stats)."""
     if config.get("files"):
         records = read_files(
             [Path(p) for p in config["files"]],
@@ -92,7 +123,6 @@ def build(parents: list, config: dict[str, Any], work: Path, ctx: Context) -> di
             config["text_field"],
             config["id_field"],
         )
-    name, limit = config["dataset"], config["limit"]
     layout = Layout(
         **{
             k: config[k]
@@ -100,24 +130,7 @@ def build(parents: list, config: dict[str, Any], work: Path, ctx: Context) -> di
             if k in config
         }
     )
-    with ctx.bar(f"download {name}", limit, "chars") as bar:
-        stats = write_shards(records, work, name, limit, bar.advance, layout)
-    source = config.get("files") or [config["hf_path"]]
-    if stats["docs"] == 0:
-        skipped = ", ".join(f"{k}={v}" for k, v in stats["skipped"].items()) or "none"
-        raise PipeError(
-            f"dataset {name!r}: no documents to keep in {', '.join(source)} (skipped: "
-            f"{skipped}); check that the files hold text in field {config['text_field']!r}"
-        )
-    if stats["reused_shards"]:
-        ctx.say(
-            f"download {name}: resumed, {stats['reused_shards']} of "
-            f"{stats['shards']} shards already written and verified"
-        )
-    stats |= {"source": source, "files": len(source)}
-    # The shard receipts stay in the artifact: a run killed while publishing then resumes with
-    # every shard verified instead of redoing them all.
-    return stats
+    return write_shards(records, work, config["dataset"], config["limit"], on_progress, layout)
 
 
 def rows(name: str, stats: dict[str, Any], status: str) -> Iterator[tuple]:

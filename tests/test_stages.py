@@ -137,6 +137,55 @@ def test_download_build_writes_shards_of_the_layout(tmp_path: Path) -> None:
     assert groups == [3, 3, 1]
 
 
+def test_download_beside_a_warm_up_runs_in_its_own_process_to_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a warm-up holds a thread of this process, the download runs in a child process
+    (util/child.py); its shards, receipts, stats and progress are those of a download here."""
+    import threading
+
+    from util import child
+
+    children = []
+    original = child.call_in_child
+    monkeypatch.setattr(download, "call_in_child", lambda *a: children.append(a) or original(*a))
+    data = write_jsonl(tmp_path / "d.jsonl", 120, 3, "doc")
+    config = {"dataset": "d", "text_field": "text", "id_field": "id", "limit": None}
+    config |= {"format": "jsonl", "docs_per_shard": 50, "docs_per_row_group": 20}
+    config["files"] = [str(data)]
+    results = {}
+    for warming in (False, True):
+        ctx, release = _ctx(), threading.Event()
+        if warming:
+            ctx.warm_up(release.wait)
+        progress: list[tuple[int, int]] = []
+        monkeypatch.setattr(ctx, "bar", lambda *a, seen=progress: _Bar(seen))
+        work = tmp_path / f"work-{warming}"
+        stats = download.build([], config, work, ctx)
+        release.set()
+        files = {p.name: p.read_bytes() for p in sorted(work.iterdir())}
+        digests = json.loads(files.pop(".checksums.json"))  # (with each shard's mtime)
+        files |= {f"{name} xxh3": d["xxh3"] for name, d in digests.items()}
+        results[warming] = stats, files, progress
+        assert len(children) == int(warming)
+    assert results[True] == results[False]
+    assert sum(d for d, _ in results[True][2]) == 120
+
+
+class _Bar:
+    def __init__(self, seen: list[tuple[int, int]]) -> None:
+        self.seen = seen
+
+    def __enter__(self) -> _Bar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def advance(self, docs: int, units: int) -> None:
+        self.seen.append((docs, units))
+
+
 # ---- tokenize's build and merge -------------------------------------------------------------
 def test_tokenize_build_and_megatron_blend(tmp_path: Path, small_tokenizer: Path) -> None:
     from megatron.core.datasets.indexed_dataset import IndexedDataset

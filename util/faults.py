@@ -47,6 +47,17 @@ def maybe_die(point: str, hits: int = 1) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+def counts() -> dict[str, int]:
+    """How often each point was hit in this process, to hand to a child process."""
+    return dict(_hits)
+
+
+def carry(hits: dict[str, int]) -> None:
+    """Take the counts of the process that ran the work before (util/child.py)."""
+    _hits.clear()
+    _hits.update(hits)
+
+
 def arm() -> None:
     """Record the driver's process group so that workers started later kill the same group."""
     if os.environ.get(ENV):
