@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from stages.base import Context, Counts
 from stages.readers import MAX_DOCUMENT_BYTES, expand_files, read_files, read_hub, too_big
+from util.arrow_values import int_values, scalar
 from util.child import call_in_child
 from util.errors import InputError, PipeError
 from util.faults import maybe_die
@@ -204,7 +205,7 @@ def _keep(batch: pa.Table, dataset: str, counts: Counts) -> pa.Table:
         row = pc.index(sizes, largest).as_py()
         raise InputError(too_big(f"{dataset} {batch.column('ref')[row].as_py()}", largest))
     null = pc.is_null(text)
-    blank = pc.or_(pc.equal(pc.binary_length(text), 0), pc.utf8_is_space(text))
+    blank = pc.or_(pc.equal(sizes, scalar(0)), pc.utf8_is_space(text))
     empty = pc.and_(pc.invert(null), blank)
     dropped = 0
     for reason, mask in (("null_text", null), ("empty", empty)):
@@ -214,9 +215,9 @@ def _keep(batch: pa.Table, dataset: str, counts: Counts) -> pa.Table:
     if dropped:  # (filtering copies every text: only when something goes)
         batch = batch.filter(pc.invert(pc.or_(null, empty)))
     ref = batch.column("ref")
-    derived = pc.binary_join_element_wise(dataset, ref, ":")
+    derived = pc.binary_join_element_wise(scalar(dataset), ref, scalar(":"))
     doc_id = pc.coalesce(batch.column("id"), derived)
-    source = pa.array([dataset] * len(batch), pa.string())
+    source = pa.repeat(scalar(dataset), len(batch))
     return pa.Table.from_arrays([doc_id, batch.column("text"), source, ref], schema=SCHEMA)
 
 
@@ -314,7 +315,7 @@ def _row_groups(rows: pa.Table, per_group: int) -> Iterator[tuple[int, int]]:
     """(start, length) of row groups of at most `per_group` docs or BYTES_PER_ROW_GROUP of
     text (a group closes with the document that reaches that size). One step per group, not
     per document: this runs beside the encoder and the imports, which want the interpreter."""
-    ends = np.cumsum(pc.binary_length(rows.column("text")).to_numpy(zero_copy_only=False))
+    ends = np.cumsum(int_values(pc.binary_length(rows.column("text")).combine_chunks()))
     start = 0
     while start < len(rows):
         base = int(ends[start - 1]) if start else 0

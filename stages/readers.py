@@ -22,6 +22,7 @@ import pyarrow.json as pj
 import pyarrow.parquet as pq
 from isal import igzip, isal_zlib
 
+from util.arrow_values import int64s, scalar
 from util.errors import InputError
 
 BATCH_ROWS = 1_000  # rows per batch of the record-by-record readers
@@ -179,12 +180,11 @@ def _parse_block(
     text = text.cast(pa.string())
     text.validate(full=True)  # arrow's JSON reader lets invalid UTF-8 through: refuse it here
     if blank is not None:  # each row to its line; a blank line reads as an empty text
-        where = pa.array(np.cumsum(~blank) - 1)
-        mask = pa.array(blank)
-        text = pc.if_else(mask, "", text.take(pc.if_else(mask, None, where)))
-        ids = ids.take(pc.if_else(mask, None, where))
-    numbers = pa.array(np.arange(first, first + count)).cast(pa.string())
-    refs = pc.binary_join_element_wise(name, numbers, ":")
+        rows = int64s(np.cumsum(~blank) - 1, valid=~blank)  # (null on a blank line)
+        text = pc.fill_null(text.take(rows), scalar(""))
+        ids = ids.take(rows)
+    numbers = int64s(np.arange(first, first + count)).cast(pa.string())
+    refs = pc.binary_join_element_wise(scalar(name), numbers, scalar(":"))
     return pa.Table.from_arrays([ids, text, refs], schema=BATCH)
 
 
