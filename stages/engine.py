@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from stages import engine_text as et
+from util.arrow_values import int64s
 
 ENGINES = ("auto", "gigatoken", "hf")
 _HF_GROUP_BYTES = 8 << 20  # HF encodes at most this much text at once (its Encodings are big)
@@ -198,7 +199,7 @@ class GigaTokenEngine(HFEngine):
             stats.mismatched_batches, stats.fallback_docs = 1, len(counts)
             flat, lengths = self.hf_encode(pieces)
         elif routed.size:
-            new_flat, new_lengths = self.hf_encode(pieces.take(routed))
+            new_flat, new_lengths = self.hf_encode(pieces.take(int64s(routed)))
             flat, lengths = et.splice(flat, lengths, routed, new_flat, new_lengths)
             stats.routed_docs = stats.fallback_docs = int(np.unique(owner[routed]).size)
         return self.finish(flat, lengths, counts, stats)
@@ -231,7 +232,7 @@ class GigaTokenEngine(HFEngine):
         stats.verified_pieces = int(sample.size)
         if not sample.size:
             return True
-        ref_flat, ref_lengths = self.hf_encode(pieces.take(sample))
+        ref_flat, ref_lengths = self.hf_encode(pieces.take(int64s(sample)))
         return np.array_equal(lengths[sample], ref_lengths) and np.array_equal(
             et.gather(flat, lengths, sample), ref_flat
         )

@@ -19,6 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from util.arrow_values import int64s, int_values, strings, strings_from_buffers
+
 # A cut goes right after a newline before printable ASCII, or before a space between ASCII
 # letters: places where byte-level pre-tokenizers split anyway. Each cut is still checked.
 _CUT = re.compile(rb"(?<=\n)(?=[!-~])|(?<=[A-Za-z])(?= [A-Za-z])")
@@ -30,11 +32,11 @@ def as_large_strings(texts: Sequence[str] | pa.Array | pa.ChunkedArray) -> pa.La
     if isinstance(texts, pa.ChunkedArray):  # cast first: 32-bit offsets overflow past 2 GiB
         texts = texts.cast(pa.large_string()).combine_chunks()
     if not isinstance(texts, pa.Array):
-        texts = pa.array(texts, pa.large_string())
+        return strings(texts)
     if texts.type != pa.large_string():
         texts = texts.cast(pa.large_string())
     if texts.null_count:
-        texts = pc.fill_null(texts, "")
+        texts = pc.coalesce(texts, strings([""])[0])
     return texts
 
 
@@ -43,13 +45,6 @@ def buffers(arr: pa.LargeStringArray) -> tuple[np.ndarray, np.ndarray]:
     offsets = np.frombuffer(arr.buffers()[1], np.int64)[arr.offset : arr.offset + len(arr) + 1]
     data = arr.buffers()[2]
     return offsets, np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
-
-
-def from_buffers(offsets: np.ndarray, data: np.ndarray) -> pa.LargeStringArray:
-    """A large_string array over `data` cut at `offsets` (no copy of the text)."""
-    return pa.LargeStringArray.from_buffers(
-        len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(data)
-    )
 
 
 def awkward_strings(arr: pa.LargeStringArray) -> Any:
@@ -91,11 +86,11 @@ def unstable_rows(arr: pa.LargeStringArray, block: int = 1 << 24) -> np.ndarray:
     """Indices of rows holding any unstable code point. ASCII rows are told apart by one SIMD
     check in arrow; the UTF-8 lead bytes of the others are decoded with numpy, a block at a
     time so that memory stays bounded on huge documents."""
-    other = np.flatnonzero(~pc.string_is_ascii(arr).to_numpy(zero_copy_only=False))
+    other = np.flatnonzero(int_values(pc.string_is_ascii(arr).cast(pa.int8())) == 0)
     if other.size == 0:
         return other
     if other.size < len(arr):
-        return other[_unstable_rows(as_large_strings(arr.take(other)), block)]
+        return other[_unstable_rows(as_large_strings(arr.take(int64s(other))), block)]
     return _unstable_rows(arr, block)
 
 
@@ -182,7 +177,7 @@ def cut_pieces(
         counts[row] += len(cuts)
         extra += cuts
     new_offsets = np.sort(np.concatenate([offsets, np.asarray(extra, np.int64)]), kind="stable")
-    return from_buffers(new_offsets, data), counts
+    return strings_from_buffers(new_offsets, data), counts
 
 
 def with_eod(flat: np.ndarray, piece_lengths: np.ndarray, counts: np.ndarray, eod: int) -> Any:

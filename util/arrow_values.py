@@ -8,6 +8,8 @@ per-batch code builds its constants and arrays with these instead.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pyarrow as pa
 
@@ -16,15 +18,26 @@ def scalar(value: str | int) -> pa.Scalar:
     """A string or int64 arrow scalar."""
     if isinstance(value, str):
         data = value.encode()
-        offsets = np.array([0, len(data)], np.int32)
-        return strings_from_buffers(offsets, data)[0]
+        return strings_from_buffers(np.array([0, len(data)], np.int32), data)[0]
     return int64s(np.array([value], np.int64))[0]
 
 
-def strings_from_buffers(offsets: np.ndarray, data: bytes | np.ndarray) -> pa.StringArray:
-    """A string array over int32 `offsets` into UTF-8 `data` (not validated)."""
-    buffers = [None, pa.py_buffer(offsets.astype(np.int32, copy=False)), pa.py_buffer(data)]
-    return pa.Array.from_buffers(pa.string(), len(offsets) - 1, buffers)
+def strings(values: Sequence[str | None]) -> pa.LargeStringArray:
+    """A large_string array of `values` (None as empty text)."""
+    encoded = [(v or "").encode() for v in values]
+    offsets = np.zeros(len(encoded) + 1, np.int64)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    return strings_from_buffers(offsets, b"".join(encoded))
+
+
+def strings_from_buffers(
+    offsets: np.ndarray, data: bytes | np.ndarray
+) -> pa.StringArray | pa.LargeStringArray:
+    """Strings over UTF-8 `data` cut at `offsets` (no copy, not validated): int64 offsets make
+    a large_string array, int32 ones a string array."""
+    kind = pa.large_string() if offsets.dtype == np.int64 else pa.string()
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    return pa.Array.from_buffers(kind, len(offsets) - 1, buffers)
 
 
 def int64s(values: np.ndarray, valid: np.ndarray | None = None) -> pa.Int64Array:
