@@ -50,6 +50,13 @@ def bench() -> None:
     default=None,
     help="Cores for pipe's engine [default: all]; the ceilings and the peer use every core.",
 )
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Times every contender runs per scale, in turn; the table shows medians.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON too.")
 @_user_errors
 def bench_tokenize_cmd(
@@ -58,6 +65,7 @@ def bench_tokenize_cmd(
     scales: str,
     hf_max_scale: int,
     workers: int | None,
+    rounds: int,
     as_json: bool,
 ) -> None:
     """pipe tokenize vs Megatron-LM's fast path and the tokenizers' ceilings, same machine."""
@@ -67,7 +75,8 @@ def bench_tokenize_cmd(
     if not corpus.is_file():
         raise PipeError(f"{corpus}: no corpus; pass --corpus")
     tok = str(Path(tokenizer).resolve()) if tokenizer else str(b.DEFAULT_TOKENIZER)
-    rows = b.bench_tokenize(corpus, tok, [int(x) for x in scales.split(",")], workers, hf_max_scale)
+    scale_list = [int(x) for x in scales.split(",")]
+    rows = b.bench_tokenize(corpus, tok, scale_list, workers, hf_max_scale, rounds)
     name = "GCIDE" if corpus == b.DEFAULT_CORPUS else "corpus"
     click.echo(b.table(rows, os.cpu_count() or 1, workers, name))
     if as_json:

@@ -28,6 +28,8 @@ def test_bench_tokenize_prints_a_table(tmp_path: Path) -> None:
             "1,2",
             "--hf-max-scale",
             "1",
+            "--rounds",
+            "2",
             "--json",
         ],
         capture_output=True,
@@ -41,6 +43,7 @@ def test_bench_tokenize_prints_a_table(tmp_path: Path) -> None:
     assert [r["docs"] for r in rows] == [300, 600]
     assert rows[1]["tokens"] == 2 * rows[0]["tokens"]
     assert "hf_tok_s" in rows[0] and "hf_tok_s" not in rows[1]
+    assert "median of 2 rounds" in proc.stdout and all(r["rounds"] == 2 for r in rows)
     for r in rows:
         assert r["pipe_s"] > 0 and r["peer_s"] > 0 and r["cached_s"] > 0
         assert r["gigatoken_tok_s"] > 0 and r["pipe_tokenizing_tok_s"] > 0
