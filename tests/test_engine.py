@@ -169,11 +169,27 @@ def test_every_stable_code_point_tokenizes_identically(tok_json: str) -> None:
 
 
 def test_unstable_scan_matches_python(tok_json: str) -> None:
-    docs = random_unicode_docs(3, 400) + ["plain ascii", "", "é", "\U000323b0", "中文"]
+    """The scan skips blocks without multi-byte characters and decodes runs of the others a
+    window at a time: every block and window size finds what a per-character check finds,
+    also in mostly-ASCII text with rare unstable characters on block edges, and in a slice."""
+    import random
+
+    rng = random.Random(3)
+    sparse = [
+        "".join(
+            rng.choice(["ab c\n" * rng.randint(1, 40), "é", "\U000323b0", "\ue000"])
+            for _ in range(rng.randint(0, 30))
+        )
+        for _ in range(300)
+    ]
+    docs = random_unicode_docs(3, 400) + ["plain ascii", "", "é", "\U000323b0", "中文"] + sparse
     table = et.unstable_table()
-    want = [i for i, d in enumerate(docs) if any(table[ord(c)] for c in d)]
-    assert et.unstable_rows(et.as_large_strings(docs), block=64).tolist() == want
-    assert et.unstable_rows(et.as_large_strings(docs)).tolist() == want
+    arr = et.as_large_strings(docs)
+    for lo in (0, 57):  # (an array slice starts inside its data buffer)
+        want = [i for i, d in enumerate(docs[lo:]) if any(table[ord(c)] for c in d)]
+        for block, window in ((4096, 1 << 24), (64, 1 << 24), (16, 100), (1, 7), (5, 5)):
+            got = et.unstable_rows(arr.slice(lo), block=block, window=window).tolist()
+            assert got == want, (lo, block, window)
 
 
 def medium_documents() -> list[str]:
