@@ -256,3 +256,30 @@ def test_split_plan_reads_ids_only_until_nothing_can_be_forced(tmp_path: Path) -
     small = tmp_path / "small.parquet"
     pq.write_table(pa.table({"id": ["x", "y", "z"]}), small)
     assert set(plan_splits([small], 0.01, 0.01).forced.values()) == {"valid", "test"}
+
+
+def test_chunks_cut_a_small_dataset_finer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dataset is cut into about CHUNKS_PER_DATASET chunks of whole row groups, in order, never
+    below MIN_CHUNK_BYTES nor above CHUNK_BYTES; every row group is in exactly one chunk."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from stages import chunks as ch
+
+    files = []
+    for f in range(3):
+        path = tmp_path / f"part-{f:05d}.parquet"
+        text = pa.array(["x" * 1000] * 400)
+        pq.write_table(pa.table({"text": text}), path, row_group_size=10)  # 40 groups
+        files.append(path)
+    group = pq.ParquetFile(files[0]).metadata.row_group(0).total_byte_size
+    monkeypatch.setattr(ch, "MIN_CHUNK_BYTES", 1)
+    for cap, expect, most in ((1 << 40, range(12, 21), 9), (3 * group, range(42, 46), 3)):
+        monkeypatch.setattr(ch, "CHUNK_BYTES", cap)
+        got = ch.list_chunks(files)
+        assert len(got) in expect and max(c.row_groups for c in got) <= most, (cap, got)
+        covered = [(c.file, g) for c in got for g in range(c.row_group, c.row_group + c.row_groups)]
+        assert covered == [(str(p), g) for p in files for g in range(40)]
+    monkeypatch.setattr(ch, "CHUNK_BYTES", 1 << 40)
+    monkeypatch.setattr(ch, "MIN_CHUNK_BYTES", 1 << 30)  # a floor above the dataset: one a file
+    assert [c.row_groups for c in ch.list_chunks(files)] == [40, 40, 40]
