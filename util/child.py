@@ -31,7 +31,10 @@ def call_in_child[R](
     counts of test crash points carry over both ways, so a point counts across processes."""
     ours, theirs = os.pipe()
     child = subprocess.Popen(
-        [sys.executable, "-c", _START, str(theirs)], stdin=subprocess.PIPE, pass_fds=(theirs,)
+        [sys.executable, "-c", _START, str(theirs)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,  # the caller's stdout may carry `--json` output: not the child's
+        pass_fds=(theirs,),
     )
     os.close(theirs)  # so that a dead child reads as EOF here
     messages = Connection(ours, writable=False)
