@@ -4,6 +4,9 @@ errors and the test crash-point counts back to the caller, as if it had run in p
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -63,3 +66,45 @@ def test_a_bug_comes_back_with_where_it_happened() -> None:
 def test_a_child_that_dies_says_so() -> None:
     with pytest.raises(PipeError, match=r"the download x process died \(exit code 3\)"):
         call_in_child(_die, (3,), print, "download x")
+
+
+def _sleep_forever(pid_file: str, on_progress) -> None:
+    Path(pid_file).write_text(str(os.getpid()))
+    while True:
+        on_progress(0, 0)
+        time.sleep(0.05)
+
+
+def test_the_child_ends_when_its_caller_is_killed(tmp_path: Path) -> None:
+    """The child runs in a process group of its own (a terminal's Ctrl-C goes to the caller
+    alone); killed without warning, the caller still takes it along (EOF on its stdin)."""
+    pid_file = tmp_path / "pid"
+    caller = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import test_child as t, util.child as c; "
+            f"c.call_in_child(t._sleep_forever, ({str(pid_file)!r},), print, 'sleep')",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() or not pid_file.read_text():
+        assert caller.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    child = int(pid_file.read_text())
+    assert os.getpgid(child) != os.getpgid(caller.pid)
+    caller.kill()
+    caller.wait()
+    while _alive(child):
+        assert time.monotonic() < deadline, "the child outlived its caller"
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie (exited, not yet reaped) counts as gone
+        return f.read().split(") ")[1][0] != "Z"

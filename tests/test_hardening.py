@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import ROOT, Corpus, pipe, write_jsonl
 
 from pipeline.cache import Cache
@@ -40,6 +41,10 @@ def _tokenize_in_background(blend: Path, cache: Path, *args: str) -> subprocess.
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group, as a command started at a terminal
+        # Ctrl-C as a terminal delivers it, even when these tests run with SIGINT ignored (a
+        # shell's background job, nohup), which children would inherit
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
@@ -164,14 +169,22 @@ def test_rm_and_gc(small_tokenizer: Path, tmp_path: Path) -> None:
     assert Cache(cache).get("download", arts["download"].key) is not None
 
 
-def test_ctrl_c_exits_130_and_says_how_to_resume(corpus: Corpus, tmp_path: Path) -> None:
+@pytest.mark.parametrize("group", [False, True], ids=["pipe", "terminal"])
+def test_ctrl_c_exits_130_and_says_how_to_resume(
+    corpus: Corpus, tmp_path: Path, group: bool
+) -> None:
+    """As soon as the first build has begun (the download, in its own process while tokenize's
+    imports run beside it), to pipe alone or, as a terminal does, to its whole process group."""
     proc = _tokenize_in_background(corpus.blend, tmp_path / "c")
     work = tmp_path / "c" / ".work"
     deadline = time.monotonic() + 60
     while not (work.is_dir() and any(work.iterdir())):  # interrupt mid-build
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
+    if group:
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "run the same command again to resume" in err and "Traceback" not in err

@@ -13,6 +13,7 @@ import os
 import pickle
 import subprocess
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -30,18 +31,16 @@ def call_in_child[R](
     child's arguments, in order. The child's error is raised here; a Ctrl-C here stops it. The
     counts of test crash points carry over both ways, so a point counts across processes."""
     ours, theirs = os.pipe()
-    child = subprocess.Popen(
-        [sys.executable, "-c", _START, str(theirs)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,  # the caller's stdout may carry `--json` output: not the child's
-        pass_fds=(theirs,),
-    )
+    child = _start(theirs)
     os.close(theirs)  # so that a dead child reads as EOF here
     messages = Connection(ours, writable=False)
     try:
         assert child.stdin is not None
-        with child.stdin:
+        try:
             child.stdin.write(pickle.dumps((fn, args, faults.counts(), what)))
+            child.stdin.flush()
+        except BrokenPipeError:  # the child died at once: reading says so
+            pass
         while True:
             try:
                 kind, *payload = messages.recv()
@@ -56,27 +55,72 @@ def call_in_child[R](
                 faults.carry(counts)
                 return result
     finally:
-        messages.close()
         if child.poll() is None:
             child.terminate()
         child.wait()
+        messages.close()
+        try:
+            child.stdin.close()
+        except BrokenPipeError:
+            pass
+
+
+def _start(fd: int) -> subprocess.Popen:
+    """The child, in a process group of its own: a terminal's Ctrl-C reaches the caller
+    alone, which stops the child (a Ctrl-C during the child's start-up would print a Python
+    traceback). Its stdin stays open while the call runs: at EOF (the caller finished, or
+    died) the child ends. Test crash points in the child kill the caller's group (`arm`)."""
+    faults.arm()
+    return subprocess.Popen(
+        [sys.executable, "-c", _START, str(fd)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,  # the caller's stdout may carry `--json` output
+        pass_fds=(fd,),
+        process_group=0,
+    )
 
 
 def _serve(fd: int) -> None:
-    """The child's side: read the call from stdin, send progress and the outcome on `fd`."""
+    """The child's side: read the call from stdin, send progress and the outcome on `fd`.
+    Whenever the caller is gone (stopped mid-call, its pipe closed) the child ends quietly:
+    the caller says what happened."""
     out = Connection(fd, readable=False)
     try:
         fn, args, counts, what = pickle.load(sys.stdin.buffer)
-        faults.carry(counts)
-        result = fn(*args, on_progress=lambda *a: out.send(("progress", a)))
-    except KeyboardInterrupt:  # the parent had the same Ctrl-C and says what to do
+    except (EOFError, pickle.UnpicklingError):  # the caller stopped before it sent the call
+        return
+    faults.carry(counts)
+    threading.Thread(target=_end_with_caller, daemon=True).start()
+
+    def send(message: tuple) -> None:
+        try:
+            out.send(message)
+        except OSError:  # (BrokenPipeError) the caller is gone
+            raise _CallerGone() from None
+
+    try:
+        result = fn(*args, on_progress=lambda *a: send(("progress", a)))
+        send(("done", result, faults.counts()))
+    except _CallerGone:
         return
     except BaseException as error:  # noqa: BLE001  (raised again in the parent)
         if not isinstance(error, PipeError):
             error.add_note(f"(in the {what} process)\n{traceback.format_exc()}")
         try:
-            out.send(("error", error))
+            pickle.dumps(error)
         except Exception:  # (an error that does not pickle goes as its text)
-            out.send(("error", PipeError(f"{type(error).__name__}: {error}")))
-        return
-    out.send(("done", result, faults.counts()))
+            error = PipeError(f"{type(error).__name__}: {error}")
+        try:
+            send(("error", error))
+        except _CallerGone:
+            return
+
+
+def _end_with_caller() -> None:
+    """Wait for EOF on stdin: the caller closed it (done) or died (killed with its group)."""
+    sys.stdin.buffer.read()
+    os._exit(1)
+
+
+class _CallerGone(Exception):
+    """The caller closed its end of the pipe."""

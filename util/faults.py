@@ -45,6 +45,7 @@ def maybe_die(point: str, hits: int = 1) -> None:
     if before < target[1] <= _hits[point]:
         pgid = int(os.environ.get("PIPE_KILL_PGID") or os.getpgrp())
         os.killpg(pgid, signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)  # (a child of its own group, util/child.py)
 
 
 def counts() -> dict[str, int]:
