@@ -21,7 +21,9 @@ from multiprocessing.connection import Connection
 from util import faults
 from util.errors import PipeError
 
-_START = "import sys, util.child as c; c._serve(int(sys.argv[1]))"
+# os._exit: no interpreter teardown, which would wait on stdin's lock, held by the thread
+# that watches it (_end_with_caller)
+_START = "import os, sys, util.child as c; c._serve(int(sys.argv[1])); os._exit(0)"
 
 
 def call_in_child[R](
