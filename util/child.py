@@ -97,32 +97,23 @@ def _serve(fd: int) -> None:
     def send(message: tuple) -> None:
         try:
             out.send(message)
-        except OSError:  # (BrokenPipeError) the caller is gone
-            raise _CallerGone() from None
+        except OSError:  # (BrokenPipeError) the caller is gone, as _end_with_caller sees too
+            os._exit(1)
 
     try:
         result = fn(*args, on_progress=lambda *a: send(("progress", a)))
-        send(("done", result, faults.counts()))
-    except _CallerGone:
-        return
     except BaseException as error:  # noqa: BLE001  (raised again in the parent)
         if not isinstance(error, PipeError):
             error.add_note(f"(in the {what} process)\n{traceback.format_exc()}")
         try:
-            pickle.dumps(error)
-        except Exception:  # (an error that does not pickle goes as its text)
-            error = PipeError(f"{type(error).__name__}: {error}")
-        try:
             send(("error", error))
-        except _CallerGone:
-            return
+        except Exception:  # (an error that does not pickle goes as its text; nothing was sent)
+            send(("error", PipeError(f"{type(error).__name__}: {error}")))
+        return
+    send(("done", result, faults.counts()))
 
 
 def _end_with_caller() -> None:
     """Wait for EOF on stdin: the caller closed it (done) or died (killed with its group)."""
     sys.stdin.buffer.read()
     os._exit(1)
-
-
-class _CallerGone(Exception):
-    """The caller closed its end of the pipe."""
