@@ -146,10 +146,11 @@ def _round(
     shutil.rmtree(cache)
     # Like the ceilings, which time encoding with the tokenizer already loaded, the phase is
     # timed from the moment the engine and the bin/idx writer are loaded (begun beside the
-    # download; what is left of their load at x1 is in pipe's cold seconds, not here).
+    # download; what is left of their load at x1 is in pipe's cold seconds, not here) to the
+    # last chunk written.
     timing = stats["timing"]
-    row["pipe_tokenizing_tok_s"] = row["tokens"] / (timing["tokenize_s"] - timing["load_wait_s"])
-    row["pipe_encoding_tok_s"] = row["tokens"] / timing["encode_s"]
+    row["pipe_tokenizing_tok_s"] = row["tokens"] / timing["tokenizing_s"]
+    row["pipe_encoding_tok_s"] = row["tokens"] / timing["encode_wait_s"]
     row["engine"] = stats["engine"]
     return row
 

@@ -177,7 +177,7 @@ class GigaTokenEngine(HFEngine):
 
         super().__init__(tokenizer_json, eod, piece_bytes, window)
         self.gt = gigatoken.Tokenizer.from_json(tokenizer_json)
-        self.parallel, self.verify, self.batches = parallel, verify, 0
+        self.parallel, self.verify = parallel, verify
         self.version = f"{version('gigatoken')}+tokenizers-{version('tokenizers')}"
         et.unstable_table()  # 0.2 s of unicodedata, paid at load rather than in a batch
         probe = et.as_large_strings(_PROBE)
@@ -240,9 +240,10 @@ class GigaTokenEngine(HFEngine):
     def _sample(self, pieces: pa.LargeStringArray, routed: np.ndarray) -> np.ndarray:
         if self.verify <= 0 or not len(pieces):
             return np.zeros(0, np.int64)
-        self.batches += 1
         sizes = np.diff(et.buffers(pieces)[0])
-        rng = np.random.default_rng([self.batches, len(pieces), int(sizes.sum())])
+        # Seeded by the batch's piece sizes: the same chunk gets the same sample in any run,
+        # whichever thread encodes it and in whatever order.
+        rng = np.random.default_rng(sizes)
         order = np.setdiff1d(rng.permutation(len(pieces)), routed, assume_unique=True)
         order = rng.permutation(order)
         take = order[np.cumsum(sizes[order]) <= self.verify * sizes.sum()]

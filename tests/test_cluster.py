@@ -27,6 +27,7 @@ from ray_cluster import Cluster, bare_python
 from reliability import LAYOUT, start
 
 from pipeline.cache import Cache
+from util.files import read_json
 
 # Chunks of 100 documents that pause on the cluster's workers (only there: the raylets' env),
 # so that both nodes get chunks and a node can be killed while some are in flight.
@@ -200,7 +201,8 @@ def test_node_killed_mid_run(setup: dict, retries: int) -> None:
     proc, _ = start(args, cache, env={"PIPE_RAY_RETRIES": str(retries)})
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        sealed = [json.loads(p.read_text()) for p in cache.glob(".work/*/chunks/*/receipt.json")]
+        # (a chunk is sealed by renaming its folder: a receipt found may be gone when read)
+        sealed = [read_json(p) or {} for p in cache.glob(".work/*/chunks/*/receipt.json")]
         if any(r.get("node") == worker.node_id for r in sealed):
             break
         time.sleep(0.05)

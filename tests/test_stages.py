@@ -234,6 +234,62 @@ def test_tokenize_build_and_megatron_blend(tmp_path: Path, small_tokenizer: Path
     assert per_split["train"] == [1.0, str(art.path / "train")]
 
 
+def test_chunks_encoded_at_once_are_written_in_corpus_order(
+    tmp_path: Path, small_tokenizer: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With several chunks encoding at once, a chunk that finishes early still waits its turn:
+    the files are those of one chunk at a time, even when the first encode is the slowest."""
+    import threading
+    import time
+
+    from stages import chunks as ch
+
+    cache, source = _download(tmp_path)
+    monkeypatch.setattr(ch, "CHUNK_BYTES", 1)  # a chunk per row group: 7 of them
+    config = {
+        "dataset": "d",
+        "valid": 0.05,
+        "test": 0.05,
+        "limit": None,
+        "tokenizer_sha256": "x",
+        "engine": engine_key("auto"),
+        "tokenizer": str(small_tokenizer),
+    }
+    real_encoder_for, calls, lock = tokenize.encoder_for, [], threading.Lock()
+
+    class FirstIsSlow:
+        """The engine, but its first encode returns last."""
+
+        def __init__(self, engine: object) -> None:
+            self.engine = engine
+
+        def encode(self, texts: object) -> object:
+            with lock:
+                calls.append(time.monotonic())
+                first = len(calls) == 1
+            time.sleep(0.5 if first else 0)
+            return self.engine.encode(texts)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.engine, name)
+
+    def built(in_flight: int, slow: bool) -> dict[str, bytes]:
+        monkeypatch.setattr(tokenize, "ENCODES_IN_FLIGHT", in_flight)
+        monkeypatch.setattr(
+            tokenize,
+            "encoder_for",
+            lambda *a: FirstIsSlow(real_encoder_for(*a)) if slow else real_encoder_for(*a),
+        )
+        out = tmp_path / f"work-{in_flight}"
+        tokenize.build([source], config, out, _ctx())
+        return {p.name: p.read_bytes() for p in sorted(out.glob("*.[bi][id][nx]"))}
+
+    one_at_a_time = built(1, slow=False)
+    calls.clear()
+    assert built(3, slow=True) == one_at_a_time and one_at_a_time
+    assert len(calls) == 7 and calls[2] - calls[0] < 0.4  # the third began before the first ended
+
+
 def test_split_plan_reads_ids_only_until_nothing_can_be_forced(tmp_path: Path) -> None:
     """A dataset with valid and test documents in its first batch: the plan is the full read's
     (nothing forced) and the next file is never opened."""
@@ -258,9 +314,9 @@ def test_split_plan_reads_ids_only_until_nothing_can_be_forced(tmp_path: Path) -
     assert set(plan_splits([small], 0.01, 0.01).forced.values()) == {"valid", "test"}
 
 
-def test_chunks_cut_a_small_dataset_finer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A dataset is cut into about CHUNKS_PER_DATASET chunks of whole row groups, in order, never
-    below MIN_CHUNK_BYTES nor above CHUNK_BYTES; every row group is in exactly one chunk."""
+def test_chunks_gather_whole_row_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks are consecutive whole row groups of one file, in corpus order, closed once they
+    hold CHUNK_BYTES (or at the file's end); every row group is in exactly one chunk."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -273,13 +329,9 @@ def test_chunks_cut_a_small_dataset_finer(tmp_path: Path, monkeypatch: pytest.Mo
         pq.write_table(pa.table({"text": text}), path, row_group_size=10)  # 40 groups
         files.append(path)
     group = pq.ParquetFile(files[0]).metadata.row_group(0).total_byte_size
-    monkeypatch.setattr(ch, "MIN_CHUNK_BYTES", 1)
-    for cap, expect, most in ((1 << 40, range(12, 21), 9), (3 * group, range(42, 46), 3)):
+    for cap, sizes in ((3 * group, [3] * 13 + [1]), (group, [1] * 40), (1 << 40, [40])):
         monkeypatch.setattr(ch, "CHUNK_BYTES", cap)
         got = ch.list_chunks(files)
-        assert len(got) in expect and max(c.row_groups for c in got) <= most, (cap, got)
+        assert [c.row_groups for c in got] == sizes * 3, cap
         covered = [(c.file, g) for c in got for g in range(c.row_group, c.row_group + c.row_groups)]
         assert covered == [(str(p), g) for p in files for g in range(40)]
-    monkeypatch.setattr(ch, "CHUNK_BYTES", 1 << 40)
-    monkeypatch.setattr(ch, "MIN_CHUNK_BYTES", 1 << 30)  # a floor above the dataset: one a file
-    assert [c.row_groups for c in ch.list_chunks(files)] == [40, 40, 40]
