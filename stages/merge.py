@@ -230,11 +230,16 @@ class Merger:
 
 
 def _add_run(builder: Any, tokens: np.ndarray, lengths: np.ndarray) -> None:
-    """Each document of a run through the builder's own add_document."""
-    start = 0
-    for n in lengths.tolist():
-        builder.add_document(tokens[start : start + n], [n])
-        start += n
+    """A run of documents through one call of the builder's add_document: one copy and one
+    write for the run, not a Python call per document (150,000 of them at x16, which on many
+    cores made the writer thread the wall). add_document records the run as one document of
+    `len(lengths)` sequences; its last document-index entry is then replaced by one entry per
+    document, as per-document calls leave them (and as the builder's own add_index extends
+    them). Tested byte-identical with a call per document."""
+    builder.add_document(tokens, lengths.tolist())
+    indices, end = builder.document_indices, len(builder.sequence_lengths)
+    indices.pop()
+    indices.extend(range(end - len(lengths) + 1, end + 1))
 
 
 def sealed_runs(work: Path, chunk: Chunk) -> tuple[dict[str, list[Run]], dict[str, Any]]:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from stages.base import Context
 from stages.chunks import (
     Chunk,
@@ -168,17 +170,18 @@ def _run_here(ctx: Context, job: _Job, merger: Merger) -> dict[str, float]:
     spent |= dict.fromkeys(("read_wait_s", "encode_wait_s", "write_wait_s"), 0.0)
     in_flight = 1 if ctx.workers == 1 else ENCODES_IN_FLIGHT  # one core: one calling thread
 
-    def encode(loaded: tuple[list[str], Any] | None) -> tuple[list[str] | None, Any]:
-        if loaded is None:  # merged by a killed run, or sealed by a Ray worker
+    def encode(loaded: tuple[list[str], Any] | None) -> tuple[np.ndarray | None, Any]:
+        """A chunk's split codes and tokens (None: merged by a killed run, or sealed by a Ray
+        worker); the writer thread, which every chunk passes through, does the rest."""
+        if loaded is None:
             return None, None
         ids, texts = loaded
-        return ids, encoder.encode(texts)
+        return split_codes(job.plan, ids), encoder.encode(texts)
 
-    def write(chunk: Chunk, ids: list[str] | None, encoded: Any) -> None:
-        if ids is None:
+    def write(chunk: Chunk, codes: np.ndarray | None, encoded: Any) -> None:
+        if codes is None:
             _advance(job.bar, merge_sealed(merger, chunk))
             return
-        codes = split_codes(job.plan, ids)
         receipt = chunk_facts(codes, encoded, encoder)
         merger.add(chunk, split_runs(encoded.tokens, encoded.lengths, codes), receipt)
         _chunk_done(job.bar, receipt)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from conftest import ROOT
 
@@ -44,3 +45,35 @@ def test_after_a_full_import_the_same_module_is_used() -> None:
         "print(indexed_dataset() is full)\n"
     )
     assert out.strip() == "True"
+
+
+def test_a_run_of_documents_writes_what_a_call_per_document_writes(tmp_path: Path) -> None:
+    """The merge hands the builder a run of documents in one add_document call
+    (stages/merge.py): the bin and idx are byte for byte those of one call per document, and
+    megatron-core reads back every document."""
+    import numpy as np
+
+    from stages.indexed import indexed_dataset
+    from stages.merge import _add_run
+
+    module = indexed_dataset()
+    rng = np.random.default_rng(0)
+    runs = [rng.integers(1, 9, size=k) for k in (1, 5, 1, 40, 3)]  # document lengths per run
+    docs = [rng.integers(0, 50_000, size=n, dtype=np.int32) for run in runs for n in run]
+    for name, batched in (("per_doc", False), ("runs", True)):
+        builder = module.IndexedDatasetBuilder(str(tmp_path / f"{name}.bin"), np.int32)
+        if batched:
+            start = 0
+            for lengths in runs:
+                tokens = np.concatenate(docs[start : start + len(lengths)])
+                _add_run(builder, tokens, lengths)
+                start += len(lengths)
+        else:
+            for doc in docs:
+                builder.add_document(doc, [doc.size])
+        builder.finalize(str(tmp_path / f"{name}.idx"))
+    for ext in ("bin", "idx"):
+        assert (tmp_path / f"per_doc.{ext}").read_bytes() == (tmp_path / f"runs.{ext}").read_bytes()
+    read = module.IndexedDataset(str(tmp_path / "runs"))
+    assert len(read) == len(docs) and len(read.document_indices) == len(docs) + 1
+    assert all(np.array_equal(read[i], doc) for i, doc in enumerate(docs))
