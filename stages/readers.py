@@ -118,7 +118,7 @@ class _NotPlain(Exception):
     """A block that is not one plain JSON object per line: parse it line by line."""
 
 
-def _line_blocks(path: Path, block: int = 16 << 20) -> Iterator[tuple[int, memoryview, int]]:
+def _line_blocks(path: Path, block: int = 8 << 20) -> Iterator[tuple[int, memoryview, int]]:
     """(number of the first line, whole lines, how many) of about `block` bytes each, BOM
     dropped. The text is never split into lines here (that held the interpreter lock for
     seconds per GB); lines are only counted, 1 MiB at a time (few reads: the lock changes
