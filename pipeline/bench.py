@@ -150,7 +150,6 @@ def _round(
     # last chunk written.
     timing = stats["timing"]
     row["pipe_tokenizing_tok_s"] = row["tokens"] / timing["tokenizing_s"]
-    row["pipe_encoding_tok_s"] = row["tokens"] / timing["encode_wait_s"]
     row["engine"] = stats["engine"]
     return row
 
@@ -179,7 +178,7 @@ def table(rows: list[dict[str, Any]], cores: int, workers: int | None, corpus: s
     head = (
         "| corpus | docs | tokens | GigaToken ceiling tok/s | HF ceiling tok/s | peer s "
         "(Megatron-LM fast path) | pipe cold s | speed-up vs peer | pipe tokenizing tok/s "
-        "| / GigaToken ceiling | pipe encoding tok/s | / ceiling | download alone MB/s "
+        "| / GigaToken ceiling | download alone MB/s "
         "| cache hit s | peak RSS peer / pipe MB |"
     )
     pipe_cores = f"; pipe's engine on {workers}" if workers else ""
@@ -193,8 +192,6 @@ def table(rows: list[dict[str, Any]], cores: int, workers: int | None, corpus: s
             f"{r['gigatoken_tok_s']:,.0f} | {hf} | {r['peer_s']:.1f} | {r['pipe_s']:.1f} | "
             f"{r['peer_s'] / r['pipe_s']:.2f} | {r['pipe_tokenizing_tok_s']:,.0f} | "
             f"{r['pipe_tokenizing_tok_s'] / r['gigatoken_tok_s']:.2f} | "
-            f"{r['pipe_encoding_tok_s']:,.0f} | "
-            f"{r['pipe_encoding_tok_s'] / r['gigatoken_tok_s']:.2f} | "
             f"{r['download_mb_s']:,.0f} | {r['cached_s']:.2f} | "
             f"{r['peer_rss_mb']:,.0f} / {r['pipe_rss_mb']:,.0f} |"
         )

@@ -29,8 +29,8 @@ from util.files import CHECKSUM, atomic_write_json, file_checksum, file_matches,
 # Big enough that per-chunk costs (a Parquet read, a journal entry, a receipt) vanish next to
 # encoding, small enough that a few chunks in flight keep memory flat (stages/tokenize.py
 # encodes several at once) and that the first read and the last write, which nothing overlaps,
-# stay short. At x16 on 2 cores, 8 MB chunks tokenize as fast as 16 MB ones (3.2-3.3 s) with
-# 0.2 GB less peak memory; 32 MB took 3.9-4.7 s.
+# stay short. At x16 on 2 cores, three at a time, 8 MB chunks tokenize as fast as 16 MB ones
+# (3.2-3.4 s) with 0.2 GB less peak memory; 32 MB ones took 3.7 s.
 CHUNK_BYTES = 8 << 20
 
 

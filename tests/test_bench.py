@@ -47,5 +47,4 @@ def test_bench_tokenize_prints_a_table(tmp_path: Path) -> None:
     for r in rows:
         assert r["pipe_s"] > 0 and r["peer_s"] > 0 and r["cached_s"] > 0
         assert r["gigatoken_tok_s"] > 0 and r["pipe_tokenizing_tok_s"] > 0
-        assert r["pipe_encoding_tok_s"] >= r["pipe_tokenizing_tok_s"]
         assert r["pipe_rss_mb"] > 0 and r["peer_rss_mb"] > 0
