@@ -187,21 +187,26 @@ class _Bar:
 
 
 # ---- tokenize's build and merge -------------------------------------------------------------
-def test_tokenize_build_and_megatron_blend(tmp_path: Path, small_tokenizer: Path) -> None:
-    from megatron.core.datasets.indexed_dataset import IndexedDataset
-    from tokenizers import Tokenizer
-
-    cache, source = _download(tmp_path)
-    where = str(small_tokenizer)
-    config = {
+def _tokenize_config(tokenizer: Path) -> dict:
+    """The tokenize config of `_download`'s dataset."""
+    return {
         "dataset": "d",
         "valid": 0.05,
         "test": 0.05,
         "limit": None,
         "tokenizer_sha256": "x",
         "engine": engine_key("auto"),
-        "tokenizer": where,
+        "tokenizer": str(tokenizer),
     }
+
+
+def test_tokenize_build_and_megatron_blend(tmp_path: Path, small_tokenizer: Path) -> None:
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+    from tokenizers import Tokenizer
+
+    cache, source = _download(tmp_path)
+    where = str(small_tokenizer)
+    config = _tokenize_config(small_tokenizer)
     req = Request(tokenize.NAME, tokenize.VERSION, "d", config, (source.key,))
     art = cache.ensure(req, lambda w: tokenize.build([source], config, w, _ctx()), say=print)
     stats = art.stats
@@ -246,15 +251,7 @@ def test_chunks_encoded_at_once_are_written_in_corpus_order(
 
     cache, source = _download(tmp_path)
     monkeypatch.setattr(ch, "CHUNK_BYTES", 1)  # a chunk per row group: 7 of them
-    config = {
-        "dataset": "d",
-        "valid": 0.05,
-        "test": 0.05,
-        "limit": None,
-        "tokenizer_sha256": "x",
-        "engine": engine_key("auto"),
-        "tokenizer": str(small_tokenizer),
-    }
+    config = _tokenize_config(small_tokenizer)
     real_encoder_for, calls, lock = tokenize.encoder_for, [], threading.Lock()
 
     class FirstIsSlow:
