@@ -215,9 +215,10 @@ class Merger:
             path = self._tmp(split, "bin")
             with writing(path):
                 builder = builder_class(str(path), self.token_type())
-            # The builder writes each document with its own write(); through the file's
-            # default 4 KiB buffer that is a system call per document, each zeroing the part
-            # of a page it does not fill. An 8 MiB buffer makes them memory copies.
+            # The builder makes a write() per call, one per run of documents, and the valid
+            # and test runs are mostly single documents; through the file's default 4 KiB
+            # buffer each is a system call zeroing the part of a page it does not fill. An
+            # 8 MiB buffer makes them memory copies.
             builder.data_file = io.BufferedWriter(builder.data_file.detach(), WRITE_BUFFER)
             self.builders[split] = builder
         return self.builders[split]

@@ -5,8 +5,8 @@ engine (name and version); parent: the download (or curate) artifact. The tokeni
 is not keyed: the same files anywhere give the same tokens.
 
 Work is cut into chunks (row groups of a Parquet shard, stages/chunks.py). Locally the chunks
-run in this process, one after another, each on every core (the engine's own threads), and
-each goes straight into the bin/idx files (stages/merge.py, megatron-core's
+run in this process, a few at a time on every core (the engine's own threads), and each goes,
+in corpus order, straight into the bin/idx files (stages/merge.py, megatron-core's
 IndexedDatasetBuilder), journaled so that a killed run resumes; with `--ray-address` they run
 as Ray tasks across the cluster's nodes, each sealed in the shared cache, then merged in order.
 """
@@ -187,28 +187,28 @@ def _run_here(ctx: Context, job: _Job, merger: Merger) -> dict[str, float]:
         _chunk_done(job.bar, receipt)
 
     with ThreadPoolExecutor(in_flight) as encoding, ThreadPoolExecutor(1) as writer:
-        window: deque[tuple[Chunk, Future]] = deque()
-        written: list[Future] = []
 
-        def write_oldest() -> None:
-            chunk, encoded = window.popleft()
+        def encodes() -> Iterator[tuple[Chunk, Future]]:
+            """Chunks with their encodes, in corpus order, `in_flight` of them started."""
+            window: deque[tuple[Chunk, Future]] = deque()
+            loads = ahead(load(c) if c in job.pending else None for c in job.chunks)
+            for chunk, loaded in zip(job.chunks, loads, strict=True):
+                spent["read_wait_s"] += clock.lap()
+                window.append((chunk, encoding.submit(encode, loaded)))
+                del loaded
+                if len(window) == in_flight:
+                    yield window.popleft()
+            yield from window
+
+        last: Future | None = None
+        for chunk, encoded in encodes():
             result = encoded.result()
             spent["encode_wait_s"] += clock.lap()
-            if written:
-                written.pop().result()  # one chunk being written: memory stays flat
+            if last is not None:
+                last.result()  # one chunk being written: memory stays flat
             spent["write_wait_s"] += clock.lap()
-            written.append(writer.submit(write, chunk, *result))
-
-        loads = ahead(load(c) if c in job.pending else None for c in job.chunks)
-        for chunk, loaded in zip(job.chunks, loads, strict=True):
-            spent["read_wait_s"] += clock.lap()
-            window.append((chunk, encoding.submit(encode, loaded)))
-            del loaded
-            if len(window) == in_flight:
-                write_oldest()
-        while window:
-            write_oldest()
-        for last in written:
+            last = writer.submit(write, chunk, *result)
+        if last is not None:
             last.result()
         spent["write_wait_s"] += clock.lap()
     spent["tokenizing_s"] = clock.seconds - spent["load_wait_s"]
