@@ -20,6 +20,7 @@ from pipeline.plan import Planner, Step
 from pipeline.progress import Display
 from pipeline.run import ensure, summarise
 from stages.megatron_blend import BLEND_JSON
+from util.arrow_memory import use_jemalloc
 from util.errors import PipeError
 from util.quick_exit import run_and_exit
 
@@ -134,6 +135,7 @@ def main() -> None:
     Nemotron-compatible tokenizer from ../shared), or with the Hugging Face hub reachable,
     `pipe tokenize --blend blends/small.json --limit 1000`.
     """
+    use_jemalloc()
 
 
 @main.command()

@@ -35,7 +35,7 @@ from util.files import (
     remember_digests,
     writing,
 )
-from util.threads import ahead
+from util.threads import Ahead
 
 NAME = "download"
 VERSION = 3  # 3: shards uncompressed by default
@@ -165,9 +165,10 @@ def write_shards(
     out.mkdir(parents=True, exist_ok=True)
     counts = Counts()
     shards = ShardWriter(out, layout)
-    with ThreadPoolExecutor(1) as writer:  # compressing and hashing run on a thread,
+    # compressing and hashing run on a thread, reading and parsing on another
+    with ThreadPoolExecutor(1) as writer, Ahead(batches) as read:
         written = None
-        for batch in ahead(batches):  # reading and parsing on another
+        for batch in read:
             maybe_die("download.record", len(batch))
             batch = _keep(batch, dataset, counts)
             if limit is not None:

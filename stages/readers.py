@@ -24,6 +24,7 @@ from isal import igzip, isal_zlib
 
 from util.arrow_values import int64s, scalar
 from util.errors import InputError
+from util.threads import Ahead
 
 BATCH_ROWS = 1_000  # rows per batch of the record-by-record readers
 # What every reader yields: the document's id (null: the writer derives one from `ref`), its
@@ -105,13 +106,14 @@ def _table(group: list[Record]) -> pa.Table:
 def _read_jsonl(path: Path, name: str, text_field: str, id_field: str) -> Iterator[pa.Table]:
     """Blocks of whole lines parsed by arrow's multi-threaded JSON reader; a block it cannot
     take as is (bad JSON, odd types, bad UTF-8) is parsed line by line to name the first bad
-    line."""
-    for first, body, count in _line_blocks(path):
-        try:
-            yield _parse_block(body, count, first, name, text_field, id_field)
-        except (pa.ArrowException, _NotPlain):
-            lines = _lines(body, count)
-            yield from batched(_parse_lines(lines, first, path, name, text_field, id_field))
+    line. The next block is decompressed on a thread of its own while one is parsed."""
+    with Ahead(_line_blocks(path), depth=1) as blocks:
+        for first, body, count in blocks:
+            try:
+                yield _parse_block(body, count, first, name, text_field, id_field)
+            except (pa.ArrowException, _NotPlain):
+                lines = _lines(body, count)
+                yield from batched(_parse_lines(lines, first, path, name, text_field, id_field))
 
 
 class _NotPlain(Exception):

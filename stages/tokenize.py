@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +35,7 @@ from stages.chunks import (
     tokenize_chunk,
 )
 from stages.encoder import EncoderSpec, encoder_for, engine_key, tokenizer_facts
+from stages.engine import HFEngine
 from stages.indexed import indexed_dataset, token_dtype
 from stages.merge import (
     Merger,
@@ -45,11 +46,12 @@ from stages.merge import (
     split_runs,
 )
 from stages.splits import SPLITS, SplitPlan, plan_splits
+from util.arrow_memory import use_jemalloc
 from util.errors import PipeError
 from util.faults import arm, maybe_die
 from util.files import read_json
 from util.nodes import check_nodes, lost_nodes
-from util.threads import ahead
+from util.threads import Ahead
 from util.timing import Stopwatch
 
 NAME = "tokenize"
@@ -158,17 +160,29 @@ def _run_here(ctx: Context, job: _Job, merger: Merger) -> dict[str, float]:
     """Every chunk in this process, as a pipeline: chunks are read ahead on one thread,
     encoded a few at a time (ENCODES_IN_FLIGHT) on every core (GigaToken and HF `tokenizers`
     release the GIL while they encode), and written in corpus order on another thread, straight
-    into the output files.
+    into the output files. The first chunks are read while the engine and megatron-core load.
     Returns where this thread's time went (seconds): waiting for the engine's load and
     megatron-core's import (begun by warm_up), then, once both were in (`tokenizing_s`), for
     the reader, the engine and the writer."""
     arm()
     clock = Stopwatch()
-    encoder = encoder_for(job.spec, ctx.workers)
-    indexed_dataset()  # the writer's module: chunks start once both are in
-    spent = {"load_wait_s": clock.lap()}
-    spent |= dict.fromkeys(("read_wait_s", "encode_wait_s", "write_wait_s"), 0.0)
-    in_flight = 1 if ctx.workers == 1 else ENCODES_IN_FLIGHT  # one core: one calling thread
+    with Ahead(load(c) if c in job.pending else None for c in job.chunks) as reads:
+        encoder = encoder_for(job.spec, ctx.workers)
+        indexed_dataset()  # the writer's module: encoding starts once both are in
+        spent = {"load_wait_s": clock.lap()}
+        in_flight = 1 if ctx.workers == 1 else ENCODES_IN_FLIGHT  # one core: one calling thread
+        spent |= _encode_and_write(job, merger, encoder, reads, in_flight)
+    spent["tokenizing_s"] = clock.seconds - spent["load_wait_s"]
+    return {k: round(v, 3) for k, v in spent.items()}
+
+
+def _encode_and_write(
+    job: _Job, merger: Merger, encoder: HFEngine, reads: Iterable, in_flight: int
+) -> dict[str, float]:
+    """Chunks as `reads` yields them, `in_flight` encoding at once, written in corpus order;
+    returns how long this thread waited for the reader, the engine and the writer."""
+    clock = Stopwatch()
+    spent = dict.fromkeys(("read_wait_s", "encode_wait_s", "write_wait_s"), 0.0)
 
     def encode(loaded: tuple[list[str], Any] | None) -> tuple[np.ndarray | None, Any]:
         """A chunk's split codes and tokens (None: merged by a killed run, or sealed by a Ray
@@ -191,8 +205,7 @@ def _run_here(ctx: Context, job: _Job, merger: Merger) -> dict[str, float]:
         def encodes() -> Iterator[tuple[Chunk, Future]]:
             """Chunks with their encodes, in corpus order, `in_flight` of them started."""
             window: deque[tuple[Chunk, Future]] = deque()
-            loads = ahead(load(c) if c in job.pending else None for c in job.chunks)
-            for chunk, loaded in zip(job.chunks, loads, strict=True):
+            for chunk, loaded in zip(job.chunks, reads, strict=True):
                 spent["read_wait_s"] += clock.lap()
                 window.append((chunk, encoding.submit(encode, loaded)))
                 del loaded
@@ -211,8 +224,7 @@ def _run_here(ctx: Context, job: _Job, merger: Merger) -> dict[str, float]:
         if last is not None:
             last.result()
         spent["write_wait_s"] += clock.lap()
-    spent["tokenizing_s"] = clock.seconds - spent["load_wait_s"]
-    return {k: round(v, 3) for k, v in spent.items()}
+    return spent
 
 
 def _run_on_ray(ctx: Context, job: _Job, merger: Merger) -> dict[str, int]:
@@ -271,6 +283,7 @@ def _worker_needs(spec: EncoderSpec) -> dict[str, str | None]:
 def _tokenize_on_worker(work: str, chunk: Chunk, plan: SplitPlan, spec: EncoderSpec) -> dict:
     import ray
 
+    use_jemalloc()
     node = ray.get_runtime_context().get_node_id()
     return tokenize_chunk(Path(work), chunk, plan, encoder_for(spec, threads=1), node)
 

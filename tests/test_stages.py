@@ -287,6 +287,36 @@ def test_chunks_encoded_at_once_are_written_in_corpus_order(
     assert len(calls) == 7 and calls[2] - calls[0] < 0.4  # the third began before the first ended
 
 
+def test_chunks_are_read_while_the_engine_loads(
+    tmp_path: Path, small_tokenizer: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading starts before the engine and megatron-core are in: an engine load that waits
+    for a chunk to be read still finishes (with the reader started after the load, it would
+    wait forever)."""
+    import threading
+
+    from stages import chunks as ch
+
+    cache, source = _download(tmp_path)
+    monkeypatch.setattr(ch, "CHUNK_BYTES", 1)
+    read = threading.Event()
+    real_load, real_encoder_for = tokenize.load, tokenize.encoder_for
+
+    def load(chunk: ch.Chunk) -> object:
+        loaded = real_load(chunk)
+        read.set()
+        return loaded
+
+    def encoder_for(*args: object) -> object:
+        assert read.wait(20), "no chunk was read while the engine loaded"
+        return real_encoder_for(*args)
+
+    monkeypatch.setattr(tokenize, "load", load)
+    monkeypatch.setattr(tokenize, "encoder_for", encoder_for)
+    stats = tokenize.build([source], _tokenize_config(small_tokenizer), tmp_path / "w", _ctx())
+    assert sum(stats[s]["docs"] for s in ("train", "valid", "test")) == 120
+
+
 def test_split_plan_reads_ids_only_until_nothing_can_be_forced(tmp_path: Path) -> None:
     """A dataset with valid and test documents in its first batch: the plan is the full read's
     (nothing forced) and the next file is never opened."""

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 from util import faults
+from util.arrow_memory import use_jemalloc
 from util.errors import PipeError
 
 # os._exit: no interpreter teardown, which would wait on stdin's lock, held by the thread
@@ -92,6 +93,7 @@ def _serve(fd: int) -> None:
     except (EOFError, pickle.UnpicklingError):  # the caller stopped before it sent the call
         return
     faults.carry(counts)
+    use_jemalloc()
     threading.Thread(target=_end_with_caller, daemon=True).start()
 
     def send(message: tuple) -> None:

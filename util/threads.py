@@ -9,40 +9,55 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
+from types import TracebackType
 
 _END = object()
 
 
-def ahead[T](items: Iterator[T], depth: int = 2) -> Iterator[T]:
-    """`items`, produced on a thread up to `depth` ahead; its errors surface here, in order."""
-    q: queue.Queue = queue.Queue(depth)
-    stop = threading.Event()
+class Ahead[T]:
+    """`items`, produced on a thread up to `depth` ahead; its errors surface here, in order.
 
-    def produce() -> None:
+    The thread starts at once, not at the first read, so a caller that must still wait for
+    something else gets its first items read meanwhile. Leaving the `with` block stops the
+    thread (and lets go of what it had read) wherever the caller stopped reading."""
+
+    def __init__(self, items: Iterator[T], depth: int = 2) -> None:
+        self._queue: queue.Queue = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._produce, args=(items,), daemon=True, name="ahead"
+        )
+        self._thread.start()
+
+    def _produce(self, items: Iterator[T]) -> None:
         try:
             for item in items:
-                if stop.is_set():
+                if self._stop.is_set():
                     return
-                q.put((item, None))
+                self._queue.put((item, None))
         except BaseException as e:  # handed to the consumer, raised where it reads
-            q.put((_END, e))
+            self._queue.put((_END, e))
             return
-        q.put((_END, None))
+        self._queue.put((_END, None))
 
-    thread = threading.Thread(target=produce, daemon=True, name="ahead")
-    thread.start()
-    try:
+    def __iter__(self) -> Iterator[T]:
         while True:
-            item, error = q.get()
+            item, error = self._queue.get()
             if error is not None:
                 raise error
             if item is _END:
                 return
             yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a producer waiting on a full queue
+
+    def __enter__(self) -> Ahead[T]:
+        return self
+
+    def __exit__(
+        self, kind: type | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        while self._thread.is_alive():  # unblock a producer waiting on a full queue
             try:
-                q.get_nowait()
+                self._queue.get_nowait()
             except queue.Empty:
-                thread.join(0.01)
+                self._thread.join(0.01)
