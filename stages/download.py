@@ -28,8 +28,8 @@ from util.errors import InputError, PipeError
 from util.faults import maybe_die
 from util.files import (
     CHECKSUM,
+    ChecksummedFile,
     atomic_write_json,
-    file_checksum,
     file_matches,
     read_json,
     remember_digests,
@@ -263,7 +263,8 @@ class ShardWriter:
             self.tmp = (self.out / shard_name(self.shard)).with_suffix(".parquet.tmp")
             options = SHARD_OPTIONS | {"compression": self.layout.compression}
             with writing(self.tmp):
-                self.writer = pq.ParquetWriter(self.tmp, SCHEMA, **options)
+                self.file = ChecksummedFile(self.tmp)
+                self.writer = pq.ParquetWriter(self.file, SCHEMA, **options)
 
     def _write_groups(self, last: bool) -> None:
         groups = list(_row_groups(self.buffer, self.layout.docs_per_row_group))
@@ -282,7 +283,9 @@ class ShardWriter:
         else:
             with writing(self.tmp):
                 self.writer.close()
-            digest = _seal(self.out, self.shard, self.tmp, self.in_shard)
+                self.file.close()
+            digest = self.file.checksum()
+            _seal(self.out, self.shard, self.tmp, self.in_shard, digest)
             self.digests[shard_name(self.shard)] = digest
         self.shard, self.in_shard, self.writer, self.buffer = self.shard + 1, 0, None, None
 
@@ -302,14 +305,12 @@ def _sealed_receipt(out: Path, i: int) -> dict[str, Any] | None:
     return receipt if receipt and path.is_file() and file_matches(path, receipt) else None
 
 
-def _seal(out: Path, i: int, tmp: Path, docs: int) -> str:
-    digest = file_checksum(tmp)
+def _seal(out: Path, i: int, tmp: Path, docs: int, digest: str) -> None:
     maybe_die("download.shard_tmp")
     tmp.replace(out / shard_name(i))
     maybe_die("download.shard_written")
     atomic_write_json(_receipt(out, i), {CHECKSUM: digest, "docs": docs})
     maybe_die("download.shard_sealed")
-    return digest
 
 
 def _row_groups(rows: pa.Table, per_group: int) -> Iterator[tuple[int, int]]:

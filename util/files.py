@@ -26,6 +26,36 @@ def file_checksum(path: Path, chunk: int = 8 << 20) -> str:
     return _file_digest(path, xxhash.xxh3_128(), chunk)
 
 
+class ChecksummedFile:
+    """A file being written that is checksummed (as `file_checksum` would) as it is written,
+    so that sealing it does not read it back. For writers that take a file object (pyarrow's
+    ParquetWriter): they only append."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = open(path, "wb")
+        self._checksum = xxhash.xxh3_128()
+
+    def write(self, data: bytes) -> int:
+        self._checksum.update(data)
+        return self._file.write(data)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._file.closed
+
+    def checksum(self) -> str:
+        return self._checksum.hexdigest()
+
+
 def file_sha256(path: Path, chunk: int = 8 << 20) -> str:
     """Hex sha256 of a file (an input's identity), read in chunks so memory stays flat."""
     return _file_digest(path, hashlib.sha256(), chunk)
