@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from stages.encoder import counts
 from stages.engine import HFEngine
+from stages.engine_text import as_large_strings
 from stages.splits import SPLITS, SplitPlan
 from util.errors import InputError
 from util.faults import maybe_die
@@ -102,10 +103,11 @@ def tokenize_chunk(
     return seal(work, chunk, plan, ids, encoder.encode(texts), encoder, node)
 
 
-def load(chunk: Chunk) -> tuple[list[str], pa.ChunkedArray]:
-    """A chunk's ids and texts (the texts stay arrow data: the engine reads their buffers)."""
+def load(chunk: Chunk) -> tuple[list[str], pa.LargeStringArray]:
+    """A chunk's ids and texts, the texts as the engine takes them: one arrow array (its
+    row groups joined) whose buffers it reads."""
     table = chunk.read(["id", "text"])
-    return table.column("id").to_pylist(), table.column("text")
+    return table.column("id").to_pylist(), as_large_strings(table.column("text"))
 
 
 def split_codes(plan: SplitPlan, ids: list[str]) -> np.ndarray:

@@ -166,11 +166,20 @@ def _run_here(ctx: Context, job: _Job, merger: Merger) -> dict[str, float]:
     the reader, the engine and the writer."""
     arm()
     clock = Stopwatch()
-    with Ahead(load(c) if c in job.pending else None for c in job.chunks) as reads:
+    in_flight = 1 if ctx.workers == 1 else ENCODES_IN_FLIGHT  # one core: one calling thread
+
+    def read(chunk: Chunk) -> tuple[np.ndarray, Any] | None:
+        """A chunk's split codes and texts (None: merged by a killed run, or sealed by a Ray
+        worker)."""
+        if chunk not in job.pending:
+            return None
+        ids, texts = load(chunk)
+        return split_codes(job.plan, ids), texts
+
+    with Ahead((read(c) for c in job.chunks), depth=in_flight) as reads:
         encoder = encoder_for(job.spec, ctx.workers)
         indexed_dataset()  # the writer's module: encoding starts once both are in
         spent = {"load_wait_s": clock.lap()}
-        in_flight = 1 if ctx.workers == 1 else ENCODES_IN_FLIGHT  # one core: one calling thread
         spent |= _encode_and_write(job, merger, encoder, reads, in_flight)
     spent["tokenizing_s"] = clock.seconds - spent["load_wait_s"]
     return {k: round(v, 3) for k, v in spent.items()}
@@ -184,13 +193,13 @@ def _encode_and_write(
     clock = Stopwatch()
     spent = dict.fromkeys(("read_wait_s", "encode_wait_s", "write_wait_s"), 0.0)
 
-    def encode(loaded: tuple[list[str], Any] | None) -> tuple[np.ndarray | None, Any]:
-        """A chunk's split codes and tokens (None: merged by a killed run, or sealed by a Ray
-        worker); the writer thread, which every chunk passes through, does the rest."""
-        if loaded is None:
+    def encode(read: tuple[np.ndarray, Any] | None) -> tuple[np.ndarray | None, Any]:
+        """A chunk's split codes and tokens (None for a chunk not to encode); the writer
+        thread, which every chunk passes through, does the rest."""
+        if read is None:
             return None, None
-        ids, texts = loaded
-        return split_codes(job.plan, ids), encoder.encode(texts)
+        codes, texts = read
+        return codes, encoder.encode(texts)
 
     def write(chunk: Chunk, codes: np.ndarray | None, encoded: Any) -> None:
         if codes is None:
@@ -205,10 +214,10 @@ def _encode_and_write(
         def encodes() -> Iterator[tuple[Chunk, Future]]:
             """Chunks with their encodes, in corpus order, `in_flight` of them started."""
             window: deque[tuple[Chunk, Future]] = deque()
-            for chunk, loaded in zip(job.chunks, reads, strict=True):
+            for chunk, read in zip(job.chunks, reads, strict=True):
                 spent["read_wait_s"] += clock.lap()
-                window.append((chunk, encoding.submit(encode, loaded)))
-                del loaded
+                window.append((chunk, encoding.submit(encode, read)))
+                del read
                 if len(window) == in_flight:
                     yield window.popleft()
             yield from window
