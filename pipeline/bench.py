@@ -160,7 +160,7 @@ def bench_tokenize(
     scales: list[int],
     workers: int | None,
     hf_max_scale: int,
-    rounds: int = 3,
+    rounds: int = 5,
 ) -> list[dict[str, Any]]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="pipe-bench-") as tmp:

@@ -53,7 +53,7 @@ def bench() -> None:
 @click.option(
     "--rounds",
     type=click.IntRange(min=1),
-    default=3,
+    default=5,
     show_default=True,
     help="Times every contender runs per scale, in turn; the table shows medians.",
 )
