@@ -168,37 +168,38 @@ def _run_here(ctx: Context, job: _Job, merger: Merger) -> dict[str, float]:
     clock = Stopwatch()
     in_flight = 1 if ctx.workers == 1 else ENCODES_IN_FLIGHT  # one core: one calling thread
 
-    def read(chunk: Chunk) -> tuple[np.ndarray, Any] | None:
-        """A chunk's split codes and texts (None: merged by a killed run, or sealed by a Ray
-        worker)."""
+    def prepare(chunk: Chunk) -> tuple[np.ndarray, Any] | None:
+        """A chunk read and ready for the engine: its split codes and texts (None: merged by
+        a killed run, or sealed by a Ray worker)."""
         if chunk not in job.pending:
             return None
         ids, texts = load(chunk)
         return split_codes(job.plan, ids), texts
 
-    with Ahead((read(c) for c in job.chunks), depth=in_flight) as reads:
+    with Ahead((prepare(c) for c in job.chunks), depth=in_flight) as prepared:
         encoder = encoder_for(job.spec, ctx.workers)
         indexed_dataset()  # the writer's module: encoding starts once both are in
         spent = {"load_wait_s": clock.lap()}
-        spent |= _encode_and_write(job, merger, encoder, reads, in_flight)
+        spent |= _encode_and_write(job, merger, encoder, prepared, in_flight)
     spent["tokenizing_s"] = clock.seconds - spent["load_wait_s"]
     return {k: round(v, 3) for k, v in spent.items()}
 
 
 def _encode_and_write(
-    job: _Job, merger: Merger, encoder: HFEngine, reads: Iterable, in_flight: int
+    job: _Job, merger: Merger, encoder: HFEngine, prepared: Iterable, in_flight: int
 ) -> dict[str, float]:
-    """Chunks as `reads` yields them, `in_flight` encoding at once, written in corpus order;
-    returns how long this thread waited for the reader, the engine and the writer."""
+    """The chunks, as `prepared` yields them (in corpus order), `in_flight` encoding at once,
+    written in corpus order; returns how long this thread waited for the reader, the engine
+    and the writer."""
     clock = Stopwatch()
     spent = dict.fromkeys(("read_wait_s", "encode_wait_s", "write_wait_s"), 0.0)
 
-    def encode(read: tuple[np.ndarray, Any] | None) -> tuple[np.ndarray | None, Any]:
+    def encode(ready: tuple[np.ndarray, Any] | None) -> tuple[np.ndarray | None, Any]:
         """A chunk's split codes and tokens (None for a chunk not to encode); the writer
         thread, which every chunk passes through, does the rest."""
-        if read is None:
+        if ready is None:
             return None, None
-        codes, texts = read
+        codes, texts = ready
         return codes, encoder.encode(texts)
 
     def write(chunk: Chunk, codes: np.ndarray | None, encoded: Any) -> None:
@@ -214,10 +215,10 @@ def _encode_and_write(
         def encodes() -> Iterator[tuple[Chunk, Future]]:
             """Chunks with their encodes, in corpus order, `in_flight` of them started."""
             window: deque[tuple[Chunk, Future]] = deque()
-            for chunk, read in zip(job.chunks, reads, strict=True):
+            for chunk, ready in zip(job.chunks, prepared, strict=True):
                 spent["read_wait_s"] += clock.lap()
-                window.append((chunk, encoding.submit(encode, read)))
-                del read
+                window.append((chunk, encoding.submit(encode, ready)))
+                del ready
                 if len(window) == in_flight:
                     yield window.popleft()
             yield from window
