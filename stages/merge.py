@@ -121,16 +121,17 @@ class Merger:
             if not split_runs_:
                 continue
             builder, part = self._builder(split), xxhash.xxh3_128()
-            start = self.ends[split]
+            start, lengths = self.ends[split], []
             with writing(self._tmp(split, "bin")):
                 for run in split_runs_:
                     tokens = run.tokens.astype(builder.dtype, copy=False)  # as the file holds them
-                    _add_run(builder, tokens, run.lengths)
+                    run_lengths = run.lengths.tolist()
+                    _add_run(builder, tokens, run_lengths)
+                    lengths += run_lengths
                     part.update(tokens)
                     self.digests[split].update(tokens)
                     self.ends[split] += tokens.nbytes
                 builder.data_file.flush()  # every byte the journal names is in the file
-            lengths = np.concatenate([r.lengths for r in split_runs_]).tolist()
             entry["splits"][split] = {
                 "start": start,
                 "end": self.ends[split],
@@ -230,14 +231,14 @@ class Merger:
         return self.work / f".merge-{split}.old"
 
 
-def _add_run(builder: Any, tokens: np.ndarray, lengths: np.ndarray) -> None:
+def _add_run(builder: Any, tokens: np.ndarray, lengths: list[int]) -> None:
     """A run of documents through one call of the builder's add_document: one copy and one
     write for the run, not a Python call per document (150,000 of them at x16, which on many
     cores made the writer thread the wall). add_document records the run as one document of
     `len(lengths)` sequences; its last document-index entry is then replaced by one entry per
     document, as per-document calls leave them (and as the builder's own add_index extends
     them). Tested byte-identical with a call per document."""
-    builder.add_document(tokens, lengths.tolist())
+    builder.add_document(tokens, lengths)
     indices, end = builder.document_indices, len(builder.sequence_lengths)
     indices.pop()
     indices.extend(range(end - len(lengths) + 1, end + 1))

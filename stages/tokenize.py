@@ -58,8 +58,8 @@ NAME = "tokenize"
 VERSION = 2
 RESUMABLE = True
 COLUMNS = ("dataset", "split", "status", "docs", "tokens")
-# Chunks encoded at once on a local run. Each encode has single-threaded steps (arrow
-# preparation, the unstable-text scan, the HF sample, the EOD insert) and a parallel tail
+# Chunks encoded at once on a local run. Each encode has single-threaded steps (the
+# unstable-text scan, the HF sample, the EOD insert) and a parallel tail
 # where the engine's last documents leave cores idle; with a few chunks in flight the other
 # chunks fill those cores (encoding GCIDE x1 on 2 cores: 0.35-0.42 s -> 0.25-0.32 s).
 ENCODES_IN_FLIGHT = 3

@@ -66,7 +66,7 @@ def test_a_run_of_documents_writes_what_a_call_per_document_writes(tmp_path: Pat
             start = 0
             for lengths in runs:
                 tokens = np.concatenate(docs[start : start + len(lengths)])
-                _add_run(builder, tokens, lengths)
+                _add_run(builder, tokens, lengths.tolist())
                 start += len(lengths)
         else:
             for doc in docs:
