@@ -63,11 +63,16 @@ def hf_ceiling(corpus: Path, tokenizer: str) -> dict[str, Any]:
 
 
 def _tree_rss(proc: psutil.Process) -> int:
+    """RSS summed over `proc` and its descendants. A child forked but not yet exec'd (torch's
+    and megatron-core's imports run `ldconfig` and `git` that way) still maps its parent's
+    pages: counted, it doubled pipe's peak (2.0 GB in one round of five at x1), so it is not."""
     total = 0
     for p in [proc, *proc.children(recursive=True)]:
         try:
+            if p is not proc and p.cmdline() == p.parent().cmdline():
+                continue
             total += p.memory_info().rss
-        except psutil.Error:
+        except (psutil.Error, AttributeError):  # gone meanwhile (AttributeError: no parent)
             pass
     return total
 

@@ -48,3 +48,33 @@ def test_bench_tokenize_prints_a_table(tmp_path: Path) -> None:
         assert r["pipe_s"] > 0 and r["peer_s"] > 0 and r["cached_s"] > 0
         assert r["gigatoken_tok_s"] > 0 and r["pipe_tokenizing_tok_s"] > 0
         assert r["pipe_rss_mb"] > 0 and r["peer_rss_mb"] > 0
+
+
+def test_tree_rss_counts_a_forked_child_once(tmp_path: Path) -> None:
+    """A child forked but not exec'd maps its parent's pages: the tree's RSS is the parent's,
+    not twice it; a child that exec'd another program counts with its own pages."""
+    import time
+
+    import psutil
+
+    from pipeline.bench import _tree_rss
+
+    code = (
+        "import os, time, subprocess, sys; data = bytearray(300 << 20); "
+        "pid = os.fork(); time.sleep(30) if pid == 0 else None; "
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); "
+        "print('ready', flush=True); time.sleep(30)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        time.sleep(0.2)
+        parent = psutil.Process(proc.pid)
+        assert len(parent.children()) == 2
+        own = parent.memory_info().rss
+        assert own > 300 << 20
+        assert own < _tree_rss(parent) < own + (100 << 20)
+    finally:
+        for p in [*psutil.Process(proc.pid).children(recursive=True)]:
+            p.kill()
+        proc.kill()
